@@ -1,0 +1,178 @@
+"""Files: atomic writes, deterministic ``.npz`` archives, model save and load.
+
+A saved model is a folder with ``weights.npz`` (``W0, b0, W1, b1, ...``) and
+``model.json`` describing it (layer sizes, activation, output, loss, dtype,
+class labels, the SHA-256 of the weights), so prediction needs no training
+config.  The archive is byte-for-byte a function of the weights: no
+timestamps, so equal weights give equal hashes (for DVC and for tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backprop.network import MLP
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.npz"
+METADATA_FILE = "model.json"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry dates keep the archive reproducible
+
+
+class ModelFileError(ValueError):
+    """A model folder that is missing, damaged or inconsistent."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` archive of ``arrays`` (readable by ``np.load``) with no timestamps."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            entry.external_attr = 0o644 << 16
+            body = io.BytesIO()
+            np.lib.format.write_array(body, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(entry, body.getvalue())
+    return buffer.getvalue()
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def read_npz(path: str | os.PathLike, data: bytes | None = None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file at ``path`` (or of its bytes ``data``), without pickle."""
+    try:
+        source = io.BytesIO(data) if data is not None else path
+        with np.load(source, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelFileError(f"{path}: not a readable .npz archive ({err})") from None
+
+
+def save_model(
+    directory: str | os.PathLike,
+    network: MLP,
+    classes: list[Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``network`` to ``directory`` (created if needed); returns the folder.
+
+    ``classes`` are the original labels of the output units, in order;
+    ``extra`` is stored under ``"extra"`` in the metadata (a scaler, say).
+    """
+    directory = Path(directory)
+    arrays = {}
+    for i, (w, b) in enumerate(zip(network.weights, network.biases)):
+        arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+    data = npz_bytes(arrays)
+    if classes is not None and len(classes) != network.layer_sizes[-1]:
+        raise ValueError(f"{len(classes)} class labels for {network.layer_sizes[-1]} output units")
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "layer_sizes": network.layer_sizes,
+        "activation": network.activation,
+        "output": network.output,
+        "loss": network.loss_name,
+        "dtype": network.dtype.name,
+        "classes": list(classes) if classes is not None else None,
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+        "extra": dict(extra or {}),
+    }
+    atomic_write_bytes(directory / WEIGHTS_FILE, data)
+    # Metadata last: a folder whose metadata exists has its weights too.
+    atomic_write_text(directory / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    return directory
+
+
+def load_model(directory: str | os.PathLike) -> tuple[MLP, dict[str, Any]]:
+    """The network saved in ``directory`` and its metadata.
+
+    Raises ModelFileError, naming the file, when a file is missing, damaged, or
+    disagrees with the metadata.
+    """
+    directory = Path(directory)
+    meta_path, weights_path = directory / METADATA_FILE, directory / WEIGHTS_FILE
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(
+            f"{meta_path}: file not found; is {directory} a saved model?"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{meta_path}: not valid JSON ({err})") from None
+    required = ("layer_sizes", "activation", "output", "loss", "dtype")
+    missing = [key for key in required if key not in metadata]
+    if missing:
+        raise ModelFileError(f"{meta_path}: missing keys {', '.join(missing)}")
+    try:
+        data = weights_path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{weights_path}: file not found") from None
+    expected = metadata.get("weights_sha256")
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise ModelFileError(
+            f"{weights_path}: checksum does not match {meta_path.name}; the file is damaged "
+            "or from another model"
+        )
+    arrays = read_npz(weights_path, data)
+    try:
+        network = MLP(
+            metadata["layer_sizes"],
+            activation=metadata["activation"],
+            output=metadata["output"],
+            loss=metadata["loss"],
+            dtype=metadata["dtype"],
+        )
+    except ValueError as err:
+        raise ModelFileError(f"{meta_path}: {err}") from None
+    for i, (w, b) in enumerate(zip(network.weights, network.biases)):
+        for name, target in ((f"W{i}", w), (f"b{i}", b)):
+            if name not in arrays:
+                raise ModelFileError(f"{weights_path}: array {name} missing")
+            if arrays[name].shape != target.shape:
+                raise ModelFileError(
+                    f"{weights_path}: {name} has shape {arrays[name].shape} but "
+                    f"{meta_path.name} says layer_sizes {network.layer_sizes}, "
+                    f"which needs {target.shape}"
+                )
+            target[...] = arrays[name]
+    extra_arrays = sorted(set(arrays) - {f"{p}{i}" for i in range(network.n_layers) for p in "Wb"})
+    if extra_arrays:
+        raise ModelFileError(
+            f"{weights_path}: unexpected arrays {', '.join(extra_arrays)} for "
+            f"layer_sizes {network.layer_sizes}"
+        )
+    return network, metadata

@@ -1,0 +1,169 @@
+import math
+import re
+
+import numpy as np
+import pytest
+
+from backprop.network import MLP
+from backprop.optimizers import OPTIMIZERS, scheduled_lr
+from backprop.training import TrainConfig, TrainingDiverged, train
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+XOR_Y = np.array([0, 1, 1, 0])
+
+
+def blobs(n=300, d=5, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (k, d))
+    y = rng.integers(0, k, n)
+    return centres[y] + rng.normal(0, 1, (n, d)), y
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_loss_falls_with_every_optimizer(optimizer):
+    X, y = blobs()
+    net = MLP([5, 16, 3], rng=np.random.default_rng(0))
+    lr = 0.01 if optimizer == "adam" else 0.1
+    config = TrainConfig(epochs=15, batch_size=32, learning_rate=lr, optimizer=optimizer)
+    history = train(net, X, y, config, np.random.default_rng(1))
+    losses = [m.train_loss for m in history.epochs]
+    assert len(losses) == 15
+    assert losses[-1] < 0.5 * losses[0]
+    assert (net.predict(X) == y).mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    "activation,output,loss",
+    [("sigmoid", "softmax", "cross_entropy"), ("tanh", "sigmoid", "squared_error")],
+)
+def test_xor_is_learnt(activation, output, loss):
+    net = MLP([2, 8, 2], activation, output, loss, dtype="float64", rng=np.random.default_rng(2))
+    config = TrainConfig(epochs=2000, batch_size=4, learning_rate=0.5, optimizer="momentum")
+    y = XOR_Y if loss == "cross_entropy" else np.eye(2)[XOR_Y]
+    train(net, XOR_X, y, config, np.random.default_rng(3))
+    assert net.predict(XOR_X).tolist() == XOR_Y.tolist()
+
+
+def test_stronger_l2_gives_smaller_weights():
+    X, y = blobs()
+    norms = []
+    for weight_decay in (0.0, 1e-3, 1e-2):
+        net = MLP([5, 16, 3], rng=np.random.default_rng(0))
+        config = TrainConfig(epochs=20, batch_size=32, learning_rate=0.1, weight_decay=weight_decay)
+        train(net, X, y, config, np.random.default_rng(1))
+        norms.append(sum(float((w**2).sum()) for w in net.weights))
+    assert norms[0] > norms[1] > norms[2]
+
+
+def test_divergence_names_epoch_batch_and_learning_rate():
+    X, y = blobs()
+    net = MLP([5, 16, 3], "relu", rng=np.random.default_rng(0))
+    config = TrainConfig(epochs=5, batch_size=50, learning_rate=1e30)
+    with pytest.raises(TrainingDiverged) as err:
+        train(net, X, y, config, np.random.default_rng(1))
+    message = str(err.value)
+    assert "epoch 1, batch 2" in message or "epoch 1, batch 1" in message
+    assert "learning rate 1e+30" in message
+    assert "smaller learning rate" in message
+
+
+def test_early_stopping_restores_the_best_weights():
+    X, y = blobs(n=200, seed=1)
+    Xv, yv = blobs(n=100, seed=2)  # other centres: validation loss soon rises
+    net = MLP([5, 32, 3], rng=np.random.default_rng(0))
+    config = TrainConfig(epochs=200, batch_size=20, learning_rate=0.5, patience=3)
+    seen = []
+    history = train(net, X, y, config, np.random.default_rng(1), Xv, yv, callback=seen.append)
+    assert history.stopped_early
+    assert len(history.epochs) < 200
+    assert seen == history.epochs
+    val_losses = [m.val_loss for m in history.epochs]
+    best = int(np.argmin(val_losses))
+    assert history.best_epoch == best + 1
+    assert len(val_losses) == best + 1 + 3  # stopped after `patience` epochs without gain
+    val_loss, _ = net.evaluate(Xv, np.eye(3, dtype=np.float32)[yv])
+    assert val_loss == pytest.approx(val_losses[best], rel=1e-6)
+
+
+def test_callback_receives_each_epochs_metrics():
+    X, y = blobs()
+    Xv, yv = blobs(n=60, seed=0)
+    seen = []
+    net = MLP([5, 8, 3], rng=np.random.default_rng(0))
+    train(net, X, y, TrainConfig(epochs=3), np.random.default_rng(0), Xv, yv, seen.append)
+    assert [m.epoch for m in seen] == [1, 2, 3]
+    for m in seen:
+        assert set(m.as_dict()) >= {"epoch", "train_loss", "val_loss", "val_accuracy"}
+        assert 0 <= m.val_accuracy <= 1 and math.isfinite(m.val_loss)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    X, y = blobs()
+
+    def weights(seed):
+        rng = np.random.default_rng(seed)
+        net = MLP([5, 8, 3], rng=rng)
+        train(net, X, y, TrainConfig(epochs=3, batch_size=16), rng)
+        return net.parameters()
+
+    a, b, c = weights(7), weights(7), weights(8)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, c))
+
+
+def test_float64_on_request():
+    X, y = blobs()
+    net = MLP([5, 8, 3], dtype="float64", rng=np.random.default_rng(0))
+    train(net, X, y, TrainConfig(epochs=2), np.random.default_rng(0))
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert all(p.dtype == np.float32 for p in MLP([5, 8, 3]).parameters())
+
+
+def test_batch_larger_than_the_data_is_clipped_with_a_warning():
+    net = MLP([2, 4, 2], rng=np.random.default_rng(0))
+    with pytest.warns(UserWarning, match="batch_size 64 is larger than the 4 training rows"):
+        train(net, XOR_X, XOR_Y, TrainConfig(epochs=1, batch_size=64), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("learning_rate", -1.0, "learning_rate must be a number > 0, got -1.0"),
+        ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam, got 'rmsprop'"),
+        ("lr_schedule", "warm", "lr_schedule must be one of"),
+        ("momentum", 1.0, "momentum must be in [0, 1), got 1.0"),
+        ("weight_decay", -0.1, "weight_decay must be >= 0, got -0.1"),
+        ("patience", 0, "patience must be an integer >= 1 or null, got 0"),
+    ],
+)
+def test_bad_training_settings_are_refused_with_the_value(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**{field: value})
+
+
+def test_learning_rate_schedules():
+    assert scheduled_lr("constant", 0.1, 7, 10) == 0.1
+    assert scheduled_lr("step", 0.1, 11, 30, gamma=0.5, step_size=10) == pytest.approx(0.05)
+    assert scheduled_lr("exponential", 0.1, 3, 10, gamma=0.5) == pytest.approx(0.025)
+    assert scheduled_lr("cosine", 0.1, 1, 11) == pytest.approx(0.1)
+    assert scheduled_lr("cosine", 0.1, 6, 11) == pytest.approx(0.05)
+    assert scheduled_lr("cosine", 0.1, 11, 11, min_lr=0.01) == pytest.approx(0.01)
+
+
+def test_schedule_is_applied_per_epoch():
+    X, y = blobs()
+    net = MLP([5, 8, 3], rng=np.random.default_rng(0))
+    config = TrainConfig(epochs=4, lr_schedule="exponential", lr_gamma=0.5, learning_rate=0.2)
+    history = train(net, X, y, config, np.random.default_rng(0))
+    assert [m.learning_rate for m in history.epochs] == pytest.approx([0.2, 0.1, 0.05, 0.025])
+
+
+def test_unknown_activation_and_pair_list_the_known_ones():
+    with pytest.raises(
+        ValueError, match="unknown activation 'gelu'; choose one of: relu, sigmoid, tanh"
+    ):
+        MLP([2, 2], activation="gelu")
+    with pytest.raises(ValueError, match="softmax \\+ cross_entropy, sigmoid \\+ squared_error"):
+        MLP([2, 2], output="softmax", loss="squared_error")
