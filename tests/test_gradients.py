@@ -22,7 +22,7 @@ def test_backprop_matches_central_differences(activation, head):
 
 def test_gradient_check_catches_a_wrong_derivative(monkeypatch):
     # The check must be able to fail: a sigmoid slope of a instead of a (1 - a).
-    def wrong(delta, a):
+    def wrong(delta, a, scratch):
         delta *= a
         return delta
 

@@ -79,3 +79,25 @@ def test_softmax_cross_entropy_step_uses_y_hat_minus_y():
     net.backward(ws, np.array([[0.0, 1.0, 0.0]]))
     np.testing.assert_allclose(net.grad_biases[0], p[0] - [0, 1, 0], atol=1e-15)
     np.testing.assert_allclose(net.grad_weights[0], x.T @ (p - [0, 1, 0]), atol=1e-15)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_fused_sgd_step_equals_backward_then_sgd(activation, weight_decay):
+    rng = np.random.default_rng(0)
+    a = MLP([6, 5, 4, 3], activation, dtype="float64", rng=rng)
+    b = MLP([6, 5, 4, 3], activation, dtype="float64")
+    b.set_parameters(a.parameters())
+    X = rng.standard_normal((8, 6))
+    T = np.eye(3)[rng.integers(0, 3, 8)]
+    for _ in range(3):
+        ws = a.workspace(8)
+        a.forward(X, ws)
+        a.backward(ws, T, weight_decay)
+        SGD(a.parameters()).step(a.parameters(), a.gradients(), 0.3)
+        ws = b.workspace(8)
+        b.forward(X, ws)
+        b.sgd_step(ws, T, 0.3, weight_decay)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(a.weights[0], MLP([6, 5, 4, 3], rng=np.random.default_rng(0)).weights[0])

@@ -9,7 +9,8 @@ backward pass needs nothing but the activations kept from the forward pass:
     tanh      a = tanh(z)             da/dz = 1 - a^2
     relu      a = max(z, 0)           da/dz = 1 if a > 0 else 0
 
-``multiply_derivative(delta, a)`` turns dE/da into dE/dz in place.
+``DERIVATIVES[name](delta, a, scratch)`` turns dE/da into dE/dz in place;
+``scratch`` is a spare array of a's shape, so the hot path allocates nothing.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def sigmoid_derivative(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
+def sigmoid_derivative(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    np.subtract(1, a, out=scratch)
     delta *= a
-    delta *= 1 - a
+    delta *= scratch
     return delta
 
 
@@ -40,8 +42,10 @@ def tanh(z: np.ndarray) -> np.ndarray:
     return np.tanh(z, out=z)
 
 
-def tanh_derivative(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
-    delta *= 1 - a * a
+def tanh_derivative(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    np.multiply(a, a, out=scratch)
+    np.subtract(1, scratch, out=scratch)
+    delta *= scratch
     return delta
 
 
@@ -49,8 +53,10 @@ def relu(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0, out=z)
 
 
-def relu_derivative(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
-    return np.multiply(delta, a > 0, out=delta)
+def relu_derivative(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    np.greater(a, 0, out=scratch)  # 1.0 where the unit was active
+    delta *= scratch
+    return delta
 
 
 ACTIVATIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu}

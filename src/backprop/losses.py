@@ -32,12 +32,6 @@ import numpy as np
 from backprop.activations import sigmoid
 
 
-def _log_sum_exp(z: np.ndarray) -> np.ndarray:
-    """log(sum_k exp(z_k)) per row, of shape (n_samples,), without overflow."""
-    m = z.max(axis=1)
-    return m + np.log(np.exp(z - m[:, None]).sum(axis=1))
-
-
 class SoftmaxCrossEntropy:
     output = "softmax"
     loss = "cross_entropy"
@@ -52,9 +46,13 @@ class SoftmaxCrossEntropy:
 
     @staticmethod
     def value(z: np.ndarray, a: np.ndarray, targets: np.ndarray) -> float:
-        # -sum t log softmax(z) with log softmax = z - logsumexp(z): finite even
-        # where a underflows to 0 and the article's log(yhat) gives -inf.
-        log_a = z - _log_sum_exp(z)[:, None]
+        """Mean of -sum t log a, from the logits z as ``forward`` left them.
+
+        log softmax(z) = z - log sum exp(z) is finite even where a underflows to
+        0 and the article's log(yhat) gives -inf.  ``forward`` shifted each row
+        of z to a maximum of 0, so the sum of exponentials lies in [1, k].
+        """
+        log_a = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         return float(-(targets * log_a).sum() / len(z))
 
     @staticmethod

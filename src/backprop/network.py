@@ -6,7 +6,10 @@ weights ``W[i]`` of shape ``(fan_in, fan_out)``, biases ``b[i]`` of shape
 
 The hot path works in preallocated buffers (a :class:`Workspace` per batch
 size): a training epoch then allocates almost nothing, and every operation
-runs in place on arrays of the network's dtype.
+runs in place on arrays of the network's dtype.  Matrix products go through
+``gemm``, which accumulates into its output: the bias is written first and the
+product added to it, and plain SGD (:meth:`MLP.sgd_step`) adds ``-lr * A.T @
+delta`` straight into the weights.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backprop.activations import ACTIVATIONS, DERIVATIVES, check_activation, init_scale
+from backprop.gemm import gemm
 from backprop.losses import get_head
 
 DTYPES = ("float32", "float64")
@@ -26,6 +30,7 @@ class Workspace:
 
     ``zs[i]`` holds layer i's pre-activation of shape (n, fan_out); hidden
     activations overwrite it in place, so it then holds the layer's output.
+    ``scratch[i]`` is spare room of the same shape for the backward pass.
     """
 
     def __init__(self, layer_sizes: Sequence[int], n: int, dtype: np.dtype):
@@ -33,6 +38,7 @@ class Workspace:
         self.zs = [np.empty((n, size), dtype) for size in layer_sizes[1:]]
         self.output = np.empty((n, layer_sizes[-1]), dtype)
         self.deltas = [np.empty((n, size), dtype) for size in layer_sizes[1:]]
+        self.scratch = [np.empty((n, size), dtype) for size in layer_sizes[1:-1]]
         self.inputs: np.ndarray | None = None
 
 
@@ -110,7 +116,7 @@ class MLP:
     # -- forward / backward -------------------------------------------------
 
     def forward(self, X: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
-        """Output of shape (n, n_outputs) for X of shape (n, n_features).
+        """Output of shape (n, n_outputs) for C-contiguous X (n, n_features) of the network's dtype.
 
         With a workspace the result lives in its buffers (overwritten by the
         next call with the same workspace) and ``backward`` may follow.
@@ -121,8 +127,8 @@ class MLP:
         act = ACTIVATIONS[self.activation]
         last = self.n_layers - 1
         for i, (w, b, z) in enumerate(zip(self.weights, self.biases, ws.zs)):
-            np.matmul(a, w, out=z)  # (n, fan_in) @ (fan_in, fan_out)
-            z += b
+            np.copyto(z, b)  # broadcast the bias over the rows, then add the product
+            gemm(z, a, w, 1.0, 1.0)  # z = a @ w + b: (n, fan_in) @ (fan_in, fan_out)
             a = act(z) if i < last else self.head.forward(z, ws.output)
         return a
 
@@ -137,23 +143,47 @@ class MLP:
         classes or, for squared error, any real targets.
         """
         delta = self.head.delta(ws.zs[-1], ws.output, targets, ws.deltas[-1])  # (n, k)
-        derivative = DERIVATIVES[self.activation]
         for i in range(self.n_layers - 1, -1, -1):
             a_prev = ws.inputs if i == 0 else ws.zs[i - 1]  # (n, fan_in)
-            np.matmul(a_prev.T, delta, out=self.grad_weights[i])  # (fan_in, fan_out)
+            gemm(self.grad_weights[i], a_prev.T, delta)  # (fan_in, n) @ (n, fan_out)
             np.sum(delta, axis=0, out=self.grad_biases[i])
             if weight_decay:
                 self.grad_weights[i] += weight_decay * self.weights[i]
             if i > 0:
-                prev = ws.deltas[i - 1]
-                np.matmul(delta, self.weights[i].T, out=prev)  # dE/da of layer i-1
-                delta = derivative(prev, a_prev)  # dE/dz of layer i-1
+                delta = self._delta_below(ws, i, delta)
+
+    def sgd_step(
+        self, ws: Workspace, targets: np.ndarray, lr: float, weight_decay: float = 0.0
+    ) -> None:
+        """Backward pass and the update ``p <- p - lr * dE/dp`` in one sweep.
+
+        The same result as ``backward`` followed by ``optimizers.SGD.step`` (up
+        to rounding), but each weight matrix is updated by the matrix product
+        that computes its gradient, so no gradient array is written or read.
+        """
+        delta = self.head.delta(ws.zs[-1], ws.output, targets, ws.deltas[-1])
+        for i in range(self.n_layers - 1, -1, -1):
+            a_prev = ws.inputs if i == 0 else ws.zs[i - 1]
+            grad_b = np.sum(delta, axis=0, out=self.grad_biases[i])
+            grad_b *= lr
+            self.biases[i] -= grad_b
+            below = self._delta_below(ws, i, delta) if i > 0 else None  # needs W before the step
+            if weight_decay:
+                self.weights[i] *= 1 - lr * weight_decay
+            gemm(self.weights[i], a_prev.T, delta, -lr, 1.0)  # W <- W - lr a_prev.T @ delta
+            delta = below
+
+    def _delta_below(self, ws: Workspace, i: int, delta: np.ndarray) -> np.ndarray:
+        """dE/dz of layer i-1 from dE/dz of layer i: (delta @ W[i].T) * f'(a[i-1])."""
+        below = ws.deltas[i - 1]
+        gemm(below, delta, self.weights[i].T)  # dE/da of layer i-1, (n, fan_in)
+        return DERIVATIVES[self.activation](below, ws.zs[i - 1], ws.scratch[i - 1])
 
     # -- conveniences ---------------------------------------------------------
 
     def predict_proba(self, X: np.ndarray, chunk_size: int = 4096) -> np.ndarray:
         """Output activations of shape (n, n_outputs), computed in chunks."""
-        X = np.asarray(X, dtype=self.dtype)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         for start in range(0, len(X), chunk_size):
             chunk = X[start : start + chunk_size]
@@ -168,7 +198,7 @@ class MLP:
         self, X: np.ndarray, targets: np.ndarray, chunk_size: int = 4096
     ) -> tuple[float, np.ndarray]:
         """Mean loss and the outputs (n, k) over X, in chunks."""
-        X = np.asarray(X, dtype=self.dtype)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
         outputs = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         total = 0.0
         for start in range(0, len(X), chunk_size):
@@ -181,7 +211,7 @@ class MLP:
     def objective(self, X: np.ndarray, targets: np.ndarray, weight_decay: float = 0.0) -> float:
         """Mean loss plus the L2 penalty: the function ``backward`` differentiates."""
         ws = Workspace(self.layer_sizes, len(X), self.dtype)
-        self.forward(np.asarray(X, dtype=self.dtype), ws)
+        self.forward(np.ascontiguousarray(X, dtype=self.dtype), ws)
         penalty = 0.5 * weight_decay * sum(float((w * w).sum()) for w in self.weights)
         return self.loss(ws, targets) + penalty
 

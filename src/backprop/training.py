@@ -153,6 +153,9 @@ def train(
 
     params, grads = network.parameters(), network.gradients()
     optimizer = make_optimizer(config.optimizer, params, **config.optimizer_options())
+    # Plain SGD needs no optimizer state, so the network updates its weights
+    # inside the backward pass (MLP.sgd_step), saving a pass over every matrix.
+    fused_sgd = config.optimizer == "sgd"
     history = History()
     best_loss, best_params, waited = math.inf, None, 0
 
@@ -174,16 +177,20 @@ def train(
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for batch, start in enumerate(range(0, len(X), batch_size), start=1):
                 idx = order[start : start + batch_size]
+                batch_targets = targets[idx]
                 ws = network.workspace(len(idx))
                 network.forward(X[idx], ws)
-                loss = network.loss(ws, targets[idx])
+                loss = network.loss(ws, batch_targets)
                 if not math.isfinite(loss):
                     raise _diverged(
                         f"the training loss became non-finite at epoch {epoch}, batch {batch}", lr
                     )
                 total += loss * len(idx)
-                network.backward(ws, targets[idx], config.weight_decay)
-                optimizer.step(params, grads, lr)
+                if fused_sgd:
+                    network.sgd_step(ws, batch_targets, lr, config.weight_decay)
+                else:
+                    network.backward(ws, batch_targets, config.weight_decay)
+                    optimizer.step(params, grads, lr)
             if not all(np.isfinite(p).all() for p in params):
                 raise _diverged(
                     f"the weights became non-finite during epoch {epoch} "
