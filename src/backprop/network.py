@@ -230,8 +230,14 @@ def one_hot(y: np.ndarray, n_classes: int, dtype: np.dtype | str = "float32") ->
     broadcasts into nonsense instead of failing; targets are one-hot rows.
     """
     y = np.asarray(y)
-    if y.ndim != 1 or (len(y) and (y.min() < 0 or y.max() >= n_classes)):
-        raise ValueError(f"class indices must be a 1-d array in [0, {n_classes}); got {y!r}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"class indices must be a 1-d integer array; got {y.dtype} of shape {y.shape}"
+        )
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"class indices must lie in [0, {n_classes}); found {y.min()} to {y.max()}"
+        )
     targets = np.zeros((len(y), n_classes), dtype)
     targets[np.arange(len(y)), y] = 1
     return targets
