@@ -108,8 +108,11 @@ class MLP:
         return [g for pair in zip(self.grad_weights, self.grad_biases) for g in pair]
 
     def workspace(self, n: int) -> Workspace:
+        """The buffers for batches of n rows, kept for the next call with the same n."""
         ws = self._workspaces.get(n)
         if ws is None:
+            if len(self._workspaces) >= 8:  # many odd tail sizes: keep memory bounded
+                self._workspaces.clear()
             ws = self._workspaces[n] = Workspace(self.layer_sizes, n, self.dtype)
         return ws
 
