@@ -68,3 +68,17 @@ def test_gradients_match_pytorch_autograd_on_the_seed_network(torch):
     torch.nn.functional.cross_entropy(a, torch.tensor(y)).backward()
     for ours, theirs in zip(net.gradients(), params, strict=True):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_gradcheck_command_exits_1_when_a_derivative_is_wrong(monkeypatch, capsys):
+    from backprop.cli import main
+
+    def wrong(delta, a, scratch):
+        delta *= 1 - a * a * a
+        return delta
+
+    monkeypatch.setitem(activations.DERIVATIVES, "tanh", wrong)
+    assert main(["gradcheck"]) == 1
+    captured = capsys.readouterr()
+    assert "FAIL" in captured.out
+    assert "tensors above 1e-06" in captured.err

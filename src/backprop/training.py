@@ -51,9 +51,9 @@ class TrainConfig:
         need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(_positive(self.learning_rate), "learning_rate", "a number > 0")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        need(_in_unit(self.momentum, closed=True), "momentum", "in [0, 1)")
-        need(_in_unit(self.beta1, closed=True), "beta1", "in [0, 1)")
-        need(_in_unit(self.beta2, closed=True), "beta2", "in [0, 1)")
+        need(_in_unit(self.momentum), "momentum", "in [0, 1)")
+        need(_in_unit(self.beta1), "beta1", "in [0, 1)")
+        need(_in_unit(self.beta2), "beta2", "in [0, 1)")
         need(_positive(self.eps), "eps", "a number > 0")
         need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", ">= 0")
         need(self.lr_schedule in SCHEDULES, "lr_schedule", f"one of {', '.join(SCHEDULES)}")
@@ -87,7 +87,8 @@ def _positive(v) -> bool:
     return _number(v) and v > 0
 
 
-def _in_unit(v, closed: bool) -> bool:
+def _in_unit(v) -> bool:
+    """In [0, 1)."""
     return _number(v) and 0 <= v < 1
 
 
