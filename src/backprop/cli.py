@@ -56,6 +56,51 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _digits(args: argparse.Namespace) -> int:
+    from backprop.stages.digits import write_digits
+
+    path = write_digits(args.output)
+    print(f"wrote scikit-learn's handwritten digits (1797 rows, 64 features) to {path}")
+    return 0
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from backprop.config import ConfigError, DataConfig, PreprocessConfig, section
+    from backprop.data import DataError
+    from backprop.stages.preprocess import preprocess
+
+    try:
+        params, source = _load_params(args.params)
+        data = section(params, "data", DataConfig, source)
+        config = section(params, "preprocess", PreprocessConfig, source)
+        summary = preprocess(args.input, args.out_dir, config, data.label_column, data.drop_missing)
+    except (ConfigError, DataError) as err:
+        raise UserError(str(err)) from None
+    rows = summary["rows"]
+    print(
+        f"{args.input}: {rows['train']} train / {rows['val']} validation / {rows['test']} test "
+        f"rows, {summary['features']} features, {len(summary['classes'])} classes, "
+        f"{config.scaling} min-max scaling -> {args.out_dir}"
+    )
+    return 0
+
+
+def _load_params(path: str | None) -> tuple[dict, str]:
+    """The params file named, else ./params.yaml if there is one, else no settings (defaults)."""
+    from pathlib import Path
+
+    from backprop.config import read_params
+
+    if path is None:
+        if not Path(DEFAULT_PARAMS).exists():
+            return {}, "defaults"
+        path = DEFAULT_PARAMS
+    return read_params(path), str(path)
+
+
+DEFAULT_PARAMS = "params.yaml"
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -121,6 +166,39 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"learning rate (default {DEFAULT_LEARNING_RATE})",
     )
     p.set_defaults(run=_explain)
+
+    p = commands.add_parser(
+        "digits",
+        help="write the embedded handwritten-digits data set as a CSV",
+        description="Write scikit-learn's bundled handwritten digits (1,797 images of 8x8 "
+        "pixels valued 0-16, 10 classes) as a CSV in the layout label,pixel0,...,pixel63. "
+        "Needs no network; the bytes are the same on every run.",
+    )
+    p.add_argument(
+        "output", nargs="?", default="data/raw/digits.csv", help="default data/raw/digits.csv"
+    )
+    p.set_defaults(run=_digits)
+
+    p = commands.add_parser(
+        "preprocess",
+        help="split a labelled CSV and min-max scale it",
+        description="Read INPUT (a CSV with a header row, numeric features and a label column), "
+        "split it into stratified train/validation/test parts, fit min-max scaling on the "
+        "training part only, and write train.npz, val.npz, test.npz, scaler.json and "
+        "classes.json into OUT_DIR, replacing it as a whole. Settings come from the 'data' "
+        "(label_column, drop_missing) and 'preprocess' (val_fraction, test_fraction, seed, "
+        "scaling, clip) sections of --params, else of ./params.yaml if present, else the "
+        "defaults: label_column null (the first column), drop_missing false, val_fraction "
+        "0.15, test_fraction 0.15, seed 0, scaling per_feature (or global: one min and max "
+        "for the whole matrix), clip true (values outside the training range are clipped "
+        "to [0, 1]).",
+    )
+    p.add_argument("input", metavar="INPUT.csv", help="the labelled CSV")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder for the outputs")
+    p.add_argument(
+        "--params", metavar="FILE", help="YAML params file (default: ./params.yaml if present)"
+    )
+    p.set_defaults(run=_preprocess)
     return parser
 
 

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -29,6 +30,13 @@ METADATA_FILE = "model.json"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry dates keep the archive reproducible
 
 
+# mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual modes.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
+
 class ModelFileError(ValueError):
     """A model folder that is missing, damaged or inconsistent."""
 
@@ -39,6 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -51,6 +60,44 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -> Path:
+    """Replace ``directory`` by a folder holding exactly ``files`` (name -> bytes).
+
+    The files are written into a temporary sibling folder that is then renamed
+    into place, so readers see the old set of files or the new set, never a
+    mixture; anything else that was in ``directory`` goes.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp")
+    )
+    try:
+        staging.chmod(DIR_MODE)
+        for name, data in files.items():
+            with open(staging / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        if directory.exists():
+            old = Path(
+                tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old")
+            )
+            os.replace(directory, old / directory.name)
+            os.replace(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode("utf-8")
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

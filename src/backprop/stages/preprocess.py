@@ -1,0 +1,96 @@
+"""Stage 2: read a labelled CSV, split it, fit min-max scaling on the training part.
+
+Writes into ``out_dir`` (replaced as a whole, atomically):
+
+- ``train.npz``, ``val.npz``, ``test.npz``: ``X`` float32 (n, n_features)
+  scaled, ``y`` int64 (n,) class indices, ``rows`` int64 (n,) the data row
+  numbers in the CSV (1-based, header excluded);
+- ``scaler.json``: the fitted scaler and the feature names;
+- ``classes.json``: the label column and the sorted classes, so that class
+  index i means ``classes[i]``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backprop.config import PreprocessConfig
+from backprop.data import DataError, encode_labels, read_labelled_csv
+from backprop.io import atomic_write_dir, json_bytes, npz_bytes, read_npz
+from backprop.scaling import MinMaxScaler
+from backprop.split import stratified_split
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``preprocess`` wrote, loaded back."""
+
+    X: dict[str, np.ndarray]  # split name -> (n, n_features) float32
+    y: dict[str, np.ndarray]  # split name -> (n,) int64
+    rows: dict[str, np.ndarray]
+    scaler: MinMaxScaler
+    feature_names: list[str]
+    classes: list[Any]
+    label_column: str
+
+
+def preprocess(
+    input_csv: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: PreprocessConfig,
+    label_column: str | None = None,
+    drop_missing: bool = False,
+) -> dict[str, Any]:
+    """Read, split and scale; write the outputs.  Returns a summary (row counts, classes)."""
+    data = read_labelled_csv(input_csv, label_column, drop_missing)
+    y, classes = encode_labels(data.labels)
+    if len(classes) < 2:
+        raise DataError(
+            f"{input_csv}: column {data.label_column!r} holds a single class ({classes[0]!r}); "
+            "classification needs at least 2"
+        )
+    try:
+        split = stratified_split(y, config.val_fraction, config.test_fraction, config.seed, classes)
+    except DataError as err:
+        raise DataError(f"{input_csv}: {err}") from None
+    scaler = MinMaxScaler.fit(data.X[split.train], config.scaling, config.clip)
+
+    files = {}
+    for name in SPLITS:
+        idx = getattr(split, name)
+        files[f"{name}.npz"] = npz_bytes(
+            {"X": scaler.transform(data.X[idx]), "y": y[idx], "rows": data.rows[idx]}
+        )
+    files["scaler.json"] = json_bytes({**scaler.to_dict(), "feature_names": data.feature_names})
+    files["classes.json"] = json_bytes({"label_column": data.label_column, "classes": classes})
+    atomic_write_dir(out_dir, files)
+    return {
+        "rows": {name: len(getattr(split, name)) for name in SPLITS},
+        "features": len(data.feature_names),
+        "classes": classes,
+    }
+
+
+def load_prepared(out_dir: str | os.PathLike) -> Prepared:
+    import json
+
+    out_dir = Path(out_dir)
+    arrays = {name: read_npz(out_dir / f"{name}.npz") for name in SPLITS}
+    scaler_meta = json.loads((out_dir / "scaler.json").read_text(encoding="utf-8"))
+    class_meta = json.loads((out_dir / "classes.json").read_text(encoding="utf-8"))
+    return Prepared(
+        X={name: a["X"] for name, a in arrays.items()},
+        y={name: a["y"] for name, a in arrays.items()},
+        rows={name: a["rows"] for name, a in arrays.items()},
+        scaler=MinMaxScaler.from_dict(scaler_meta),
+        feature_names=scaler_meta["feature_names"],
+        classes=class_meta["classes"],
+        label_column=class_meta["label_column"],
+    )
