@@ -41,3 +41,22 @@ def test_bench_epoch_smoke_reports_every_figure(torch):
     assert report["gflops"] == pytest.approx(
         flops * report["samples"] / report["seconds_per_epoch"] / 1e9
     )
+
+
+def test_bench_preprocess_smoke_reports_every_figure(tmp_path):
+    bench = BENCH.parent / "bench_preprocess.py"
+    csv = tmp_path / "synthetic.csv"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--smoke", "--json", "--csv", str(csv)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 2000
+    assert csv.read_text().count("\n") == 2001
+    for key in ("seconds", "pandas_read_seconds", "ratio_vs_pandas_read", "peak_rss_mb"):
+        assert report[key] > 0, key
+    assert report["ratio_vs_pandas_read"] == pytest.approx(
+        report["seconds"] / report["pandas_read_seconds"]
+    )

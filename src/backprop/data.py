@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from backprop.memory import prefaulted_empty
+
 SNIFF_BYTES = 64 * 1024
 
 
@@ -34,15 +36,42 @@ class DataError(ValueError):
 class LabelledData:
     """Features and raw labels read from a CSV.
 
-    X : float32 (n_samples, n_features).  labels : (n_samples,) raw label values.
+    columns : one numeric array of shape (n_samples,) per feature, as parsed
+        (integer or float; every value fits float32).
+    labels : (n_samples,) raw label values.
     rows : (n_samples,) 1-based data row numbers in the file (header excluded).
+
+    The features stay in columns until :meth:`matrix` gathers the rows a
+    caller asks for: a split then costs one copy of the data, not two.
     """
 
-    X: np.ndarray
+    columns: list[np.ndarray]
     labels: np.ndarray
     feature_names: list[str]
     label_column: str
     rows: np.ndarray
+
+    def matrix(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Features of the given row positions (default all), float32 (n, n_features).
+
+        The result is Fortran-ordered (each feature contiguous), which is how the
+        columns are gathered fastest; ``np.ascontiguousarray`` makes it C-ordered.
+        """
+        n = len(self.labels) if rows is None else len(rows)
+        out = prefaulted_empty((len(self.columns), n), np.float32)  # (n_features, n)
+        gathered: dict[np.dtype, np.ndarray] = {}  # reused: fresh temporaries cost page faults
+        for j, column in enumerate(self.columns):
+            if rows is not None:
+                buffer = gathered.get(column.dtype)
+                if buffer is None:
+                    buffer = gathered[column.dtype] = np.empty(n, column.dtype)
+                column = np.take(column, rows, out=buffer)
+            out[j] = column  # cast to float32
+        return out.T
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.matrix()
 
 
 def read_labelled_csv(
@@ -60,63 +89,58 @@ def read_labelled_csv(
     if not features:
         raise DataError(f"{path}: no feature columns besides the label column {label!r}")
 
-    import pandas as pd
-
-    dtypes: dict[str, Any] = {name: np.float32 for name in features}
-    dtypes[label] = str
-    # Only an empty cell is a missing label: "NA" may well be a class.
-    na_values = {name: _NA for name in features}
-    na_values[label] = [""]
-    try:
-        # Our own handle, closed even when the parser fails half-way; overflow to
-        # inf in the float32 cast is reported below with its cell, not warned.
-        with open(path, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            frame = pd.read_csv(f, dtype=dtypes, keep_default_na=False, na_values=na_values)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
-    except pd.errors.ParserError as err:
-        raise DataError(f"{path}: {_ragged_message(str(err), len(header))}") from None
-    except ValueError:
-        # A cell float32 cannot parse: find which, the slow way.
-        raise _first_non_numeric(path, features) from None
+    frame = _parse(path, header, label, features, drop_missing)
     if len(frame) == 0:
         raise DataError(f"{path}: the header has no data rows below it")
-
-    X = frame[features].to_numpy(dtype=np.float32)
+    columns = [frame[name].to_numpy() for name in features]  # views, no copy
     labels = frame[label].to_numpy(dtype=object)
     rows = np.arange(1, len(frame) + 1)
     del frame
 
-    missing = np.isnan(X).any(axis=1) | _missing_labels(labels)
+    missing = _missing_labels(labels)
+    for column in columns:
+        if column.dtype.kind == "f":
+            missing |= np.isnan(column)
     if missing.any():
         _check_field_counts(path, len(header), np.flatnonzero(missing))
+        first = int(np.flatnonzero(missing)[0])
         if not drop_missing:
-            r = int(np.flatnonzero(missing)[0])
-            column = label if _missing_labels(labels[r : r + 1])[0] else features[_first(X[r])]
+            name = (
+                label
+                if _missing_labels(labels[first : first + 1])[0]
+                else next(n for n, c in zip(features, columns) if np.isnan(c[first]))
+            )
             raise DataError(
-                f"{path}: missing value in column {column!r} at row {r + 1} "
-                f"(line {_line_of(path, r)}); fill it in, or set drop_missing to drop such rows"
+                f"{path}: missing value in column {name!r} at row {first + 1} "
+                f"(line {_line_of(path, first)}); fill it in, or set drop_missing to drop such rows"
             )
         warnings.warn(
             f"{path}: dropped {int(missing.sum())} rows with missing values "
-            f"(the first is row {int(np.flatnonzero(missing)[0]) + 1})",
+            f"(the first is row {first + 1})",
             stacklevel=2,
         )
         keep = ~missing
-        X, labels, rows = X[keep], labels[keep], rows[keep]
-        if len(X) == 0:
+        columns = [c[keep] for c in columns]
+        labels, rows = labels[keep], rows[keep]
+        if len(labels) == 0:
             raise DataError(f"{path}: every row has a missing value")
 
-    infinite = np.isinf(X)
-    if infinite.any():
-        r = int(np.flatnonzero(infinite.any(axis=1))[0])
-        column = features[int(np.flatnonzero(infinite[r])[0])]
-        raise DataError(
-            f"{path}: infinite value in column {column!r} at row {rows[r]} "
-            f"(line {_line_of(path, rows[r] - 1)}); values must be finite and within float32 range"
-        )
-    return LabelledData(X, labels, features, label, rows)
+    limit = np.finfo(np.float32).max
+    for name, column in zip(features, columns):
+        if column.dtype.kind == "f":
+            too_large = ~(np.abs(column) <= limit)  # inf, or beyond float32
+        elif column.dtype.itemsize > 4:
+            too_large = (column > limit) | (column < -limit)
+        else:
+            continue
+        if too_large.any():
+            r = int(np.flatnonzero(too_large)[0])
+            raise DataError(
+                f"{path}: infinite value in column {name!r} at row {rows[r]} "
+                f"(line {_line_of(path, rows[r] - 1)}); values must be finite and within "
+                "float32 range"
+            )
+    return LabelledData(columns, labels, features, label, rows)
 
 
 _NA = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "-nan", "#N/A"]
@@ -211,35 +235,105 @@ def _label_column(path: Path, header: list[str], label_column: str | None) -> st
 # -- the slow pass that finds the offending cell -----------------------------------
 
 
-def _first_non_numeric(path: Path, features: list[str]) -> DataError:
+def _parse(path: Path, header: list[str], label: str, features: list[str], drop_missing: bool):
+    """The CSV as a DataFrame: numeric feature columns, the label column as strings.
+
+    The fast pass is pandas' own type inference with NA detection off, the
+    speed of a plain ``read_csv``: integer pixels parse as integers, which is
+    quicker than parsing them as floats.  Any empty, NA or non-numeric cell then
+    leaves its column non-numeric, and :func:`_first_bad_cell` names the cell;
+    with ``drop_missing`` a second pass reads NA cells as NaN for the caller
+    to drop.
+    """
     import pandas as pd
 
+    problem = None
+    try:
+        frame = pd.read_csv(path, dtype={label: str}, na_filter=False)
+    except UnicodeDecodeError:
+        problem = DataError(f"{path}: not UTF-8 text; save the CSV as UTF-8")
+    except pd.errors.ParserError as err:
+        problem = DataError(f"{path}: {_ragged_message(str(err), len(header))}")
+    if problem is not None:
+        _close_abandoned_files()
+        raise problem
+    if len(frame) == 0 or all(frame[name].dtype.kind in "iuf" for name in features):
+        return frame
+
+    problem = _first_bad_cell(path, header, features)
+    if not (drop_missing and problem.missing):
+        raise problem
+    na_values = {name: _NA for name in features}
+    na_values[label] = [""]  # an empty label is missing; "NA" may well be a class
+    frame = pd.read_csv(path, dtype={label: str}, keep_default_na=False, na_values=na_values)
+    if all(frame[name].dtype.kind in "iuf" for name in features):
+        return frame
+    raise _first_bad_cell(path, header, features, skip_missing=True)
+
+
+class _CellError(DataError):
+    def __init__(self, message: str, missing: bool):
+        super().__init__(message)
+        self.missing = missing
+
+
+def _first_bad_cell(
+    path: Path, header: list[str], features: list[str], skip_missing: bool = False
+) -> _CellError:
+    """The first feature cell (by row, then column) that is empty, NA or not a number."""
+    import pandas as pd
+
+    na_tokens = set(_NA)
     offset = 0
-    with pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_values=_NA, chunksize=20_000
-    ) as chunks:
+    with pd.read_csv(path, dtype=str, na_filter=False, chunksize=20_000) as chunks:
         for chunk in chunks:
-            for name in features:
-                column = chunk[name]
-                parsed = pd.to_numeric(column, errors="coerce")
-                bad = parsed.isna().to_numpy() & column.notna().to_numpy()
+            best = None  # (row in chunk, column position, value)
+            for j, name in enumerate(features):
+                cells = chunk[name]
+                if cells.isna().any():  # pandas pads short rows with NaN
+                    r = int(np.flatnonzero(cells.isna().to_numpy())[0])
+                    _check_field_counts(path, len(header), np.array([offset + r]))
+                bad = pd.to_numeric(cells, errors="coerce").isna().to_numpy()
+                if skip_missing:
+                    bad &= ~cells.isin(na_tokens).to_numpy()
                 if bad.any():
-                    r = offset + int(np.flatnonzero(bad)[0])
-                    value = column.iloc[r - offset]
-                    return DataError(
-                        f"{path}: column {name!r}, row {r + 1} (line {_line_of(path, r)}): "
-                        f"{value!r} is not a number; features must be numeric"
+                    r = int(np.flatnonzero(bad)[0])
+                    if best is None or r < best[0]:
+                        best = (r, j, cells.iloc[r])
+            if best is not None:
+                r, j, value = best
+                row = offset + r
+                _check_field_counts(path, len(header), np.array([row]))
+                name, line = features[j], _line_of(path, row)
+                if value in na_tokens:
+                    return _CellError(
+                        f"{path}: missing value in column {name!r} at row {row + 1} "
+                        f"(line {line}); fill it in, or set drop_missing to drop such rows",
+                        missing=True,
                     )
+                return _CellError(
+                    f"{path}: column {name!r}, row {row + 1} (line {line}): {value!r} is not "
+                    "a number; features must be numeric",
+                    missing=False,
+                )
             offset += len(chunk)
-    return DataError(f"{path}: a feature value is not a number")
+    return _CellError(f"{path}: a feature value is not a number", missing=False)
+
+
+def _close_abandoned_files() -> None:
+    """Close, quietly, the file pandas leaves open when its parser fails."""
+    import gc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _missing_labels(labels: np.ndarray) -> np.ndarray:
-    return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in labels])
-
-
-def _first(row: np.ndarray) -> int:
-    return int(np.flatnonzero(np.isnan(row))[0])
+    """True where a label cell is empty (only an empty cell: "NA" may well be a class)."""
+    return np.array(
+        [v is None or v == "" or (isinstance(v, float) and math.isnan(v)) for v in labels]
+    )
 
 
 def _ragged_message(parser_message: str, n_header: int) -> str:

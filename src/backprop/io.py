@@ -108,7 +108,8 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             entry = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             entry.external_attr = 0o644 << 16
             body = io.BytesIO()
-            np.lib.format.write_array(body, np.ascontiguousarray(array), allow_pickle=False)
+            # C- or Fortran-ordered as it is: the header records which.
+            np.lib.format.write_array(body, np.asanyarray(array), allow_pickle=False)
             archive.writestr(entry, body.getvalue())
     return buffer.getvalue()
 

@@ -54,6 +54,10 @@ class MinMaxScaler:
 
     def transform(self, X: np.ndarray, dtype: str = "float32") -> np.ndarray:
         """Scaled copy of X (n_samples, n_features) in ``dtype``."""
+        return self.transform_in_place(X.astype(dtype))
+
+    def transform_in_place(self, X: np.ndarray) -> np.ndarray:
+        """Scale X (n_samples, n_features), a float array, in place; returns X."""
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
                 f"the scaler was fitted on {self.n_features} features; got shape {X.shape}"
@@ -61,13 +65,12 @@ class MinMaxScaler:
         span = self.data_max - self.data_min
         constant = span == 0
         # A constant column maps to 0: scale by 1 / span where span > 0, by 0 elsewhere.
-        factor = np.where(constant, 0.0, 1.0 / np.where(constant, 1.0, span)).astype(dtype)
-        out = X.astype(dtype)  # a copy, also when X already has this dtype
-        out -= self.data_min.astype(dtype)
-        out *= factor
+        factor = np.where(constant, 0.0, 1.0 / np.where(constant, 1.0, span)).astype(X.dtype)
+        X -= self.data_min.astype(X.dtype)
+        X *= factor
         if self.clip:
-            np.clip(out, 0, 1, out=out)
-        return out
+            np.clip(X, 0, 1, out=X)
+        return X
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -41,14 +41,13 @@ class Prepared:
     label_column: str
 
 
-def preprocess(
+def prepare(
     input_csv: str | os.PathLike,
-    out_dir: str | os.PathLike,
     config: PreprocessConfig,
     label_column: str | None = None,
     drop_missing: bool = False,
-) -> dict[str, Any]:
-    """Read, split and scale; write the outputs.  Returns a summary (row counts, classes)."""
+) -> Prepared:
+    """Read, split and scale, in memory."""
     data = read_labelled_csv(input_csv, label_column, drop_missing)
     y, classes = encode_labels(data.labels)
     if len(classes) < 2:
@@ -60,21 +59,48 @@ def preprocess(
         split = stratified_split(y, config.val_fraction, config.test_fraction, config.seed, classes)
     except DataError as err:
         raise DataError(f"{input_csv}: {err}") from None
-    scaler = MinMaxScaler.fit(data.X[split.train], config.scaling, config.clip)
+    parts = {name: getattr(split, name) for name in SPLITS}
+    X = {name: data.matrix(idx) for name, idx in parts.items()}  # the one copy of the data
+    scaler = MinMaxScaler.fit(X["train"], config.scaling, config.clip)
+    for part in X.values():
+        scaler.transform_in_place(part)
+    return Prepared(
+        X=X,
+        y={name: y[idx] for name, idx in parts.items()},
+        rows={name: data.rows[idx] for name, idx in parts.items()},
+        scaler=scaler,
+        feature_names=data.feature_names,
+        classes=classes,
+        label_column=data.label_column,
+    )
 
-    files = {}
-    for name in SPLITS:
-        idx = getattr(split, name)
-        files[f"{name}.npz"] = npz_bytes(
-            {"X": scaler.transform(data.X[idx]), "y": y[idx], "rows": data.rows[idx]}
-        )
-    files["scaler.json"] = json_bytes({**scaler.to_dict(), "feature_names": data.feature_names})
-    files["classes.json"] = json_bytes({"label_column": data.label_column, "classes": classes})
+
+def write_prepared(prepared: Prepared, out_dir: str | os.PathLike) -> None:
+    """Replace ``out_dir`` by the files described in the module docstring."""
+    p = prepared
+    files = {
+        f"{name}.npz": npz_bytes({"X": p.X[name], "y": p.y[name], "rows": p.rows[name]})
+        for name in SPLITS
+    }
+    files["scaler.json"] = json_bytes({**p.scaler.to_dict(), "feature_names": p.feature_names})
+    files["classes.json"] = json_bytes({"label_column": p.label_column, "classes": p.classes})
     atomic_write_dir(out_dir, files)
+
+
+def preprocess(
+    input_csv: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: PreprocessConfig,
+    label_column: str | None = None,
+    drop_missing: bool = False,
+) -> dict[str, Any]:
+    """The stage: prepare, then write.  Returns a summary (row counts, classes)."""
+    prepared = prepare(input_csv, config, label_column, drop_missing)
+    write_prepared(prepared, out_dir)
     return {
-        "rows": {name: len(getattr(split, name)) for name in SPLITS},
-        "features": len(data.feature_names),
-        "classes": classes,
+        "rows": {name: len(prepared.y[name]) for name in SPLITS},
+        "features": len(prepared.feature_names),
+        "classes": prepared.classes,
     }
 
 
