@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backprop.data import DataError, encode_labels, read_labelled_csv
+from backprop.data import DataError, decode_labels, encode_labels, read_labelled_csv
 from backprop.stages.digits import digits_csv_bytes, write_digits
 
 
@@ -50,6 +50,7 @@ def test_labels_are_encoded_against_the_sorted_classes(labels, classes, indices)
     assert found == classes
     assert y.tolist() == indices
     assert y.dtype == np.int64
+    assert decode_labels(y, found).tolist() == [found[i] for i in indices]
 
 
 def test_two_features_and_three_thousand_features(tmp_path):

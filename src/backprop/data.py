@@ -165,6 +165,11 @@ def encode_labels(labels: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     return indices.astype(np.int64), [_plain(c) for c in classes]
 
 
+def decode_labels(indices: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """The original labels of class indices (n,): the inverse of :func:`encode_labels`."""
+    return np.asarray(classes, dtype=object)[np.asarray(indices)]
+
+
 def _as_numbers(values: np.ndarray) -> np.ndarray | None:
     try:
         numbers = np.array([float(v) for v in values], dtype=np.float64)
