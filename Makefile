@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format bench gradcheck explain clean
+.PHONY: install test lint format bench gradcheck explain clean repro params
+# DVC runs the stage commands (`backprop ...`) through the shell: the venv comes first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(VENV)/.installed
 
@@ -12,6 +14,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# Run the pipeline on the embedded digits (or whatever params.yaml says) and show the test accuracy.
+repro: install
+	$(BIN)/dvc repro
+	@$(BIN)/python -c 'import json; t = json.load(open("data/reports/metrics.json"))["test"]; print("test accuracy %.4f  macro F1 %.4f  (data/reports/metrics.json)" % (t["accuracy"], t["macro_f1"]))'
+
+# Compose conf/ into params.yaml, as `dvc exp run` does (after editing conf/).
+params: install
+	$(BIN)/backprop params
 
 test: install
 	$(BIN)/ruff check .

@@ -101,6 +101,135 @@ def _load_params(path: str | None) -> tuple[dict, str]:
 DEFAULT_PARAMS = "params.yaml"
 
 
+def _pipeline_config(params_path: str | None):
+    """(PipelineConfig, params dict, source name); refuses a stale params.yaml."""
+    from pathlib import Path
+
+    from backprop.config import check_fresh, pipeline_config
+
+    params, source = _load_params(params_path)
+    config = pipeline_config(params, source)
+    if source != "defaults":
+        check_fresh(config, Path(source).resolve().parent / "conf", source)
+    return config, params, source
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the user's data, settings or files are wrong."""
+    from backprop.config import ConfigError
+    from backprop.data import DataError
+    from backprop.io import ModelFileError
+    from backprop.training import TrainingDiverged
+
+    return (ConfigError, DataError, ModelFileError, TrainingDiverged)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from backprop import tracking
+    from backprop.stages.train import CURVES_FILE, HISTORY_FILE, train_model
+
+    try:
+        config, params, source = _pipeline_config(args.params)
+    except _user_errors() as err:
+        raise UserError(str(err)) from None
+    progress = _progress(config.train.epochs)
+    try:
+        with tracking.pipeline_run(config.experiment_name) as run:
+            if source != "defaults":
+                tracking.log_training_start(params, config.data.path, source)
+
+            def on_epoch(metrics):
+                tracking.log_epoch(metrics)
+                progress.update(1)
+                shown = {"loss": f"{metrics.train_loss:.4f}"}
+                if metrics.val_accuracy is not None:
+                    shown["val_acc"] = f"{metrics.val_accuracy:.4f}"
+                progress.set_postfix(shown)
+
+            trained = train_model(
+                args.prepared_dir, args.model_dir, args.reports_dir, config, callback=on_epoch
+            )
+            progress.close()
+            reports = [f"{args.reports_dir}/{HISTORY_FILE}", f"{args.reports_dir}/{CURVES_FILE}"]
+            tracking.log_trained_model(
+                args.model_dir,
+                reports,
+                args.prepared_dir,
+                _input_example(config.data.path, trained.prepared),
+                trained.history.best_epoch,
+            )
+            tracking.remember_run(run.info.run_id)
+    except (*_user_errors(), ValueError) as err:
+        raise UserError(str(err)) from None
+    finally:
+        progress.close()
+    history = trained.history
+    last = history.epochs[-1]
+    kept = f" (kept epoch {history.best_epoch})" if history.best_epoch else ""
+    val = f", validation accuracy {last.val_accuracy:.4f}" if last.val_accuracy is not None else ""
+    print(
+        f"trained {len(history.epochs)} epochs{kept}{val} -> {args.model_dir}; "
+        f"MLflow run {run.info.run_id}"
+    )
+    return 0
+
+
+def _input_example(csv_path: str, prepared):
+    """A few raw rows of the training CSV, features only, for the MLflow signature."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path, nrows=5)
+    return frame[prepared.feature_names]  # the CSV's own column types: int for pixels
+
+
+def _progress(total: int):
+    """A progress bar over epochs on a terminal; silent otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="epoch", disable=not sys.stderr.isatty(), leave=False)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from backprop import tracking
+    from backprop.stages.evaluate import (
+        CONFUSION_FILE,
+        FIGURES_DIR,
+        METRICS_FILE,
+        evaluate_model,
+    )
+
+    try:
+        config, _, _ = _pipeline_config(args.params)
+    except _user_errors() as err:
+        raise UserError(str(err)) from None
+    try:
+        with tracking.pipeline_run(config.experiment_name, tracking.remembered_run()) as run:
+            metrics = evaluate_model(args.model_dir, args.prepared_dir, args.reports_dir)
+            files = [f"{args.reports_dir}/{name}" for name in (METRICS_FILE, CONFUSION_FILE)]
+            tracking.log_evaluation(
+                metrics, [*files, "dvc.lock"], f"{args.reports_dir}/{FIGURES_DIR}"
+            )
+    except _user_errors() as err:
+        raise UserError(str(err)) from None
+    test = metrics["test"]
+    print(
+        f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}, "
+        f"macro F1 {test['macro_f1']:.4f} (MLflow run {run.info.run_id})"
+    )
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from backprop.conf_store import compose_params
+
+    try:
+        path = compose_params(args.output, args.overrides)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"composed conf/ into {path}")
+    return 0
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -199,6 +328,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--params", metavar="FILE", help="YAML params file (default: ./params.yaml if present)"
     )
     p.set_defaults(run=_preprocess)
+
+    p = commands.add_parser(
+        "params",
+        help="compose conf/ into params.yaml, as `dvc exp run` does",
+        description="Compose the Hydra configuration in conf/ (with optional overrides such as "
+        "optim.lr=0.1) and write it to params.yaml through DVC's own composition, so the file "
+        "is byte for byte what `dvc exp run` would write.",
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
+    p.add_argument("--output", default="params.yaml", help="default params.yaml")
+    p.set_defaults(run=_params)
+
+    p = commands.add_parser(
+        "train",
+        help="train the network on prepared splits, tracked in MLflow",
+        description="Train on PREPARED_DIR (written by `backprop preprocess`) with the model, "
+        "optim and train sections of the params file; write the model to MODEL_DIR and "
+        "history.csv and training.png to REPORTS_DIR. Opens an MLflow run (params, per-epoch "
+        "metrics, model, artifacts) that `backprop evaluate` completes.",
+    )
+    p.add_argument("prepared_dir", metavar="PREPARED_DIR")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("reports_dir", metavar="REPORTS_DIR")
+    p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser(
+        "evaluate",
+        help="score the model on the test split; metrics, plots, MLflow",
+        description="Score MODEL_DIR on the test split of PREPARED_DIR; write metrics.json, "
+        "confusion.csv and figures/ to REPORTS_DIR and log them into the training's MLflow run.",
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("prepared_dir", metavar="PREPARED_DIR")
+    p.add_argument("reports_dir", metavar="REPORTS_DIR")
+    p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
+    p.set_defaults(run=_evaluate)
     return parser
 
 

@@ -1,19 +1,31 @@
-"""Settings as small dataclasses, and reading them from a params file.
+"""The pipeline's settings: one dataclass per config group, and reading ``params.yaml``.
 
-Each dataclass checks its values in ``__post_init__`` and names the offending
-key; :func:`section` builds one from a section of ``params.yaml`` and refuses
+The same dataclasses are the typed schema Hydra composes ``conf/`` against
+(see ``conf_store.py``) and what the DVC stages build from ``params.yaml``,
+so a setting means the same thing through every front door.  Each checks its
+values in ``__post_init__`` and names the offending key; :func:`section` refuses
 keys it does not know, so a typo fails instead of being ignored.
+
+They are plain (not frozen) dataclasses because OmegaConf merges overrides
+into them; nothing in the code mutates one after it is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from backprop.activations import ACTIVATIONS
+from backprop.losses import HEADS
+from backprop.network import DTYPES
+from backprop.optimizers import OPTIMIZERS, SCHEDULES
 from backprop.scaling import MODES as SCALING_MODES
+from backprop.training import TrainConfig
 
 T = TypeVar("T")
 
@@ -22,7 +34,24 @@ class ConfigError(ValueError):
     """A bad setting; the message names the file and the key."""
 
 
-@dataclass(frozen=True)
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _need(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _one_of(key: str, value: Any, known) -> None:
+    _need(value in known, key, f"one of {', '.join(map(str, known))}", value)
+
+
+@dataclass
 class DataConfig:
     """Where the labelled CSV is and how to read it."""
 
@@ -44,7 +73,7 @@ class DataConfig:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreprocessConfig:
     """How to split and scale."""
 
@@ -66,26 +95,157 @@ class PreprocessConfig:
             self.val_fraction,
         )
         _need(_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        _need(
-            self.scaling in SCALING_MODES,
-            "scaling",
-            f"one of {', '.join(SCALING_MODES)}",
-            self.scaling,
-        )
+        _one_of("scaling", self.scaling, SCALING_MODES)
         _need(isinstance(self.clip, bool), "clip", "true or false", self.clip)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+@dataclass
+class ModelConfig:
+    """The network: hidden layers, activation, output/loss pair, precision."""
+
+    name: str = "seed"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 64])
+    activation: str = "sigmoid"
+    output: str = "softmax"
+    loss: str = "cross_entropy"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        sizes = list(self.hidden_sizes) if isinstance(self.hidden_sizes, list | tuple) else None
+        _need(
+            bool(sizes) and all(_is_int(s) and s >= 1 for s in sizes),
+            "hidden_sizes",
+            "a non-empty list of integers >= 1",
+            self.hidden_sizes,
+        )
+        _one_of("activation", self.activation, sorted(ACTIVATIONS))
+        pairs = [f"{o} + {loss}" for o, loss in HEADS]
+        _need(
+            (self.output, self.loss) in HEADS,
+            "output",
+            f"paired with its loss as one of {', '.join(pairs)}",
+            f"{self.output} + {self.loss}",
+        )
+        _one_of("dtype", self.dtype, DTYPES)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+@dataclass
+class OptimConfig:
+    """The update rule and its learning rate (``name`` picks which fields apply)."""
+
+    name: str = "sgd"
+    lr: float = 1.0
+    momentum: float = 0.9  # momentum
+    beta1: float = 0.9  # adam
+    beta2: float = 0.999  # adam
+    eps: float = 1e-8  # adam
+    weight_decay: float = 0.0  # L2 penalty on the weights (not the biases)
+    schedule: str = "constant"
+    gamma: float = 0.5  # step and exponential schedules
+    step_size: int = 10  # step schedule, in epochs
+    min_lr: float = 0.0  # cosine schedule
+
+    def __post_init__(self):
+        _one_of("name", self.name, list(OPTIMIZERS))
+        _need(_is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
+        for key in ("momentum", "beta1", "beta2"):
+            value = getattr(self, key)
+            _need(_is_number(value) and 0 <= value < 1, key, "a number in [0, 1)", value)
+        _need(_is_number(self.eps) and self.eps > 0, "eps", "a number > 0", self.eps)
+        _need(
+            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            "weight_decay",
+            "a number >= 0",
+            self.weight_decay,
+        )
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _need(_is_number(self.gamma) and self.gamma > 0, "gamma", "a number > 0", self.gamma)
+        _need(_is_int(self.step_size) and self.step_size >= 1, "step_size", ">= 1", self.step_size)
+        _need(_is_number(self.min_lr) and self.min_lr >= 0, "min_lr", ">= 0", self.min_lr)
 
 
-def _need(ok: bool, key: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+@dataclass
+class TrainingConfig:
+    """Epochs, batches, the seed of initialisation and shuffling, early stopping."""
+
+    epochs: int = 300
+    batch_size: int = 16
+    seed: int = 0
+    patience: int | None = 20  # epochs without a better val_loss before stopping; null: never
+    min_delta: float = 0.0
+
+    def __post_init__(self):
+        _need(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        _need(
+            _is_int(self.batch_size) and self.batch_size >= 1,
+            "batch_size",
+            "an integer >= 1",
+            self.batch_size,
+        )
+        _need(_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _need(
+            self.patience is None or (_is_int(self.patience) and self.patience >= 1),
+            "patience",
+            "an integer >= 1 or null",
+            self.patience,
+        )
+        _need(
+            _is_number(self.min_delta) and self.min_delta >= 0,
+            "min_delta",
+            "a number >= 0",
+            self.min_delta,
+        )
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "preprocess": PreprocessConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "train": TrainingConfig,
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``params.yaml`` holds: the composition of ``conf/``."""
+
+    experiment_name: str = "backprop"
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    conf_digest: str = ""  # digest of conf/*.yaml when params.yaml was composed
+
+    def __post_init__(self):
+        _need(
+            isinstance(self.experiment_name, str) and self.experiment_name.strip() != "",
+            "experiment_name",
+            "a non-empty name",
+            self.experiment_name,
+        )
+
+    def train_config(self) -> TrainConfig:
+        """The core's TrainConfig for these settings."""
+        o, t = self.optim, self.train
+        return TrainConfig(
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            learning_rate=float(o.lr),
+            optimizer=o.name,
+            momentum=float(o.momentum),
+            beta1=float(o.beta1),
+            beta2=float(o.beta2),
+            eps=float(o.eps),
+            weight_decay=float(o.weight_decay),
+            lr_schedule=o.schedule,
+            lr_gamma=float(o.gamma),
+            lr_step_size=o.step_size,
+            lr_min=float(o.min_lr),
+            patience=t.patience,
+            min_delta=float(t.min_delta),
+        )
 
 
 def read_params(path: str | os.PathLike) -> dict[str, Any]:
@@ -131,3 +291,49 @@ def section(params: dict[str, Any], name: str, cls: type[T], source: str) -> T:
         return cls(**values)
     except ConfigError as err:
         raise ConfigError(f"{source}: {name}.{err}") from None
+
+
+def pipeline_config(params: dict[str, Any], source: str) -> PipelineConfig:
+    """The whole PipelineConfig from a params mapping; unknown keys are errors."""
+    known = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]}; the top-level keys are {', '.join(sorted(known))}"
+        )
+    sections = {name: section(params, name, cls, source) for name, cls in SECTIONS.items()}
+    try:
+        return PipelineConfig(
+            experiment_name=params.get("experiment_name", "backprop"),
+            conf_digest=str(params.get("conf_digest") or ""),
+            **sections,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def conf_digest(conf_dir: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of every ``*.yaml`` under ``conf_dir``, names included."""
+    conf_dir = Path(conf_dir)
+    digest = hashlib.sha256()
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        digest.update(path.relative_to(conf_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def check_fresh(config: PipelineConfig, conf_dir: str | os.PathLike, source: str) -> None:
+    """Refuse a params file composed from another state of ``conf/``.
+
+    ``dvc exp run -S key=value`` composes conf/ with overrides: the digest then
+    matches, because it is of conf/ itself, so overrides are never staleness.
+    """
+    if not Path(conf_dir).is_dir():
+        return
+    current = conf_digest(conf_dir)
+    if config.conf_digest != current:
+        raise ConfigError(
+            f"{source} is stale: {conf_dir}/ changed after it was composed "
+            f"(conf_digest {config.conf_digest or 'missing'}, conf/ now {current}); "
+            "run `make params` to compose it again, or `dvc exp run`"
+        )

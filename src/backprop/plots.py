@@ -1,0 +1,121 @@
+"""Figures people would rather look at than read, as PNG bytes.
+
+matplotlib runs on its Agg backend (no display needed) and the figures carry
+no timestamp, so the same numbers give the same bytes: DVC's hashes of them
+stay put from one identical run to the next.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def training_curves(
+    epochs: list[int], train_loss: list[float], val_loss: list[float | None],
+    val_accuracy: list[float | None], best_epoch: int | None = None,
+) -> bytes:  # fmt: skip
+    """Loss (train and validation) and validation accuracy against the epoch."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, train_loss, label="train")
+    if any(v is not None for v in val_loss):
+        ax_loss.plot(epochs, val_loss, label="validation")
+        ax_acc.plot(epochs, val_accuracy, color="tab:green")
+    if best_epoch is not None:
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
+    ax_loss.legend()
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion(cm: np.ndarray, classes: list) -> bytes:
+    """The confusion matrix with its counts; rows are true classes."""
+    plt = _pyplot()
+    k = len(classes)
+    size = min(4 + 0.45 * k, 14)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    labels = [str(c) for c in classes]
+    ax.set_xticks(range(k), labels, rotation=90 if k > 12 else 0)
+    ax.set_yticks(range(k), labels)
+    if k <= 30:
+        limit = cm.max() / 2 if cm.size else 0
+        for i in range(k):
+            for j in range(k):
+                color = "white" if cm[i, j] > limit else "black"
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=color, fontsize=8)
+    accuracy = np.trace(cm) / max(cm.sum(), 1)
+    ax.set(
+        xlabel="predicted", ylabel="true", title=f"Test confusion matrix (accuracy {accuracy:.3f})"
+    )
+    fig.tight_layout()
+    return _png(fig)
+
+
+def image_side(n_features: int) -> int | None:
+    """The side of a square image of n_features pixels, or None."""
+    side = math.isqrt(n_features)
+    return side if side * side == n_features and side > 1 else None
+
+
+def first_layer_weights(W: np.ndarray, max_units: int = 64) -> bytes:
+    """Each first-layer unit's incoming weights (n_features,) drawn as a square image."""
+    plt = _pyplot()
+    side = image_side(W.shape[0])
+    units = min(W.shape[1], max_units)
+    cols = math.ceil(math.sqrt(units))
+    rows = math.ceil(units / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1), squeeze=False)
+    for u, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if u < units:
+            w = W[:, u].reshape(side, side)
+            bound = np.abs(w).max() or 1.0
+            ax.imshow(w, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    fig.suptitle(f"First-layer weights of {units} of {W.shape[1]} units (red +, blue -)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def misclassified(
+    X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list, max_images: int = 36
+) -> bytes:
+    """A grid of wrongly classified examples, titled true -> predicted."""
+    plt = _pyplot()
+    side = image_side(X.shape[1])
+    wrong = np.flatnonzero(y_true != y_pred)[:max_images]
+    cols = 6
+    rows = max(1, math.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(X[i].reshape(side, side), cmap="gray_r")
+        ax.set_title(f"{classes[y_true[i]]} -> {classes[y_pred[i]]}", fontsize=9)
+    total = int((y_true != y_pred).sum())
+    fig.suptitle(f"Misclassified test examples ({len(wrong)} of {total}): true -> predicted")
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,242 @@
+"""Everything that talks to MLflow: one run per pipeline execution.
+
+The train stage opens the run (params, tags, dataset, per-epoch metrics,
+model, artifacts) and leaves its id in ``data/.mlflow-run``; the evaluate
+stage logs the test metrics and figures into the same run.  A stage that
+raises marks the run FAILED (KILLED on Ctrl-C) with the error as a tag.
+
+Tracking goes to ``MLFLOW_TRACKING_URI`` when set, else to
+``sqlite:///<project root>/mlflow.db``, with artifacts under
+``<project root>/mlartifacts``; the project root is found from the working
+directory, also from DVC's queued-experiment copies in ``.dvc/tmp/exps/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = Path("data/.mlflow-run")
+
+# MLflow's own chatter (schema migrations, artifact download bars, hints about
+# type hints and pickling) says nothing a pipeline user can act on.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _mlflow():
+    """``mlflow``, imported on first use (it costs seconds) and told to keep quiet."""
+    with _quiet():
+        import mlflow
+        import mlflow.pyfunc
+    # After the import: mlflow configures its logger when it is first imported.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return mlflow
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding dvc.yaml, outside any ``.dvc/tmp/exps`` copy."""
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    if ".dvc" in parts:  # a queued experiment runs in <root>/.dvc/tmp/exps/...
+        return Path(*parts[: parts.index(".dvc")])
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    return here
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": "0.1"}``; lists stay whole."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | bool | None) else str(value)
+    return flat
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_state(root: Path) -> dict[str, str]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+    }
+
+
+def _connect(experiment_name: str) -> str:
+    """Point MLflow at the store and the experiment; returns the experiment id."""
+    mlflow = _mlflow()
+
+    root = project_root()
+    mlflow.set_tracking_uri(tracking_uri(root))
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = (root / "mlartifacts").as_uri()
+    try:
+        return mlflow.create_experiment(experiment_name, artifact_location=artifacts)
+    except Exception:  # created meanwhile by a parallel job
+        return mlflow.get_experiment_by_name(experiment_name).experiment_id
+
+
+@contextlib.contextmanager
+def pipeline_run(experiment_name: str, run_id: str | None = None) -> Iterator[Any]:
+    """An active MLflow run (a new one, or ``run_id`` resumed) that fails with its stage."""
+    mlflow = _mlflow()
+
+    experiment_id = _connect(experiment_name)
+    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag("error", "interrupted")
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException as err:
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def remember_run(run_id: str) -> None:
+    from backprop.io import atomic_write_text
+
+    atomic_write_text(RUN_FILE, run_id + "\n")
+
+
+def remembered_run() -> str | None:
+    try:
+        return RUN_FILE.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def log_training_start(params: dict[str, Any], data_path: str, params_file: str) -> None:
+    mlflow = _mlflow()
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    mlflow.log_params(flatten({k: v for k, v in params.items() if k != "conf_digest"}))
+    digest = file_digest(data_path)
+    mlflow.set_tags({**git_state(project_root()), "dataset_digest": digest, "stage": "train"})
+    with _quiet():
+        source = resolve_dataset_source(Path(data_path).resolve().as_uri())
+        dataset = MetaDataset(source, name=Path(data_path).name, digest=digest[:16])
+        mlflow.log_input(dataset, context="training")
+    mlflow.log_artifact(params_file, artifact_path="config")
+
+
+def log_epoch(metrics) -> None:
+    mlflow = _mlflow()
+
+    values = {"train_loss": metrics.train_loss}
+    if metrics.val_loss is not None:
+        values.update(val_loss=metrics.val_loss, val_accuracy=metrics.val_accuracy)
+    values["learning_rate"] = metrics.learning_rate
+    mlflow.log_metrics(values, step=metrics.epoch)
+
+
+def log_trained_model(
+    model_dir: str, reports: list[str], prepared_dir: str, example: Any, best_epoch: int | None
+) -> None:
+    """The model folder, its pyfunc flavour, the scaler/classes and the training figures."""
+    mlflow = _mlflow()
+    with _quiet():  # mlflow warns, when the class is defined, that predict has no type hints
+        from backprop.serving import Predictor
+
+    mlflow.log_artifacts(model_dir, artifact_path="model_files")
+    for name in ("scaler.json", "classes.json"):
+        mlflow.log_artifact(str(Path(prepared_dir) / name), artifact_path="data")
+    for path in reports:
+        mlflow.log_artifact(path, artifact_path="reports")
+    if best_epoch is not None:
+        mlflow.log_metric("best_epoch", best_epoch)
+    output = Predictor(model_dir).predict(example)
+    with _quiet():
+        signature = mlflow.models.infer_signature(example, output)
+        _log_pyfunc(model_dir, signature, example)
+
+
+def _log_pyfunc(model_dir: str, signature: Any, example: Any) -> None:
+    mlflow = _mlflow()
+    import numpy as np
+    import pandas as pd
+    import scipy
+
+    from backprop.serving import BackpropModel
+
+    mlflow.pyfunc.log_model(
+        name="model",
+        python_model=BackpropModel(),
+        artifacts={"model_dir": model_dir},
+        signature=signature,
+        input_example=example,
+        pip_requirements=[
+            f"numpy=={np.__version__}",
+            f"pandas=={pd.__version__}",
+            f"scipy=={scipy.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+    )
+
+
+def log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) -> None:
+    mlflow = _mlflow()
+
+    test = metrics["test"]
+    values = {f"test_{k}": v for k, v in test.items() if isinstance(v, float)}
+    for label, scores in test["per_class"].items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        for name in ("precision", "recall", "f1"):
+            values[f"test_{name}_class_{safe}"] = scores[name]
+    mlflow.log_metrics(values)
+    for path in files:
+        if Path(path).exists():
+            mlflow.log_artifact(path, artifact_path="reports")
+    mlflow.log_artifacts(figures_dir, artifact_path="reports/figures")
