@@ -65,16 +65,13 @@ def _digits(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from backprop.config import ConfigError, DataConfig, PreprocessConfig, section
-    from backprop.data import DataError
     from backprop.stages.preprocess import preprocess
 
     try:
-        params, source = _load_params(args.params)
-        data = section(params, "data", DataConfig, source)
-        config = section(params, "preprocess", PreprocessConfig, source)
+        pipeline, _, _ = _pipeline_config(args.params)
+        data, config = pipeline.data, pipeline.preprocess
         summary = preprocess(args.input, args.out_dir, config, data.label_column, data.drop_missing)
-    except (ConfigError, DataError) as err:
+    except _user_errors() as err:
         raise UserError(str(err)) from None
     rows = summary["rows"]
     print(

@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+
+from backprop.config import ModelConfig, OptimConfig, PipelineConfig, TrainingConfig
+from backprop.metrics import classification_report, confusion_matrix, precision_recall_f1
+from backprop.stages.digits import write_digits
+from backprop.stages.evaluate import evaluate_model
+from backprop.stages.preprocess import PreprocessConfig, preprocess
+from backprop.stages.train import train_model
+
+
+def test_confusion_and_scores_by_hand():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 2, 2])
+    cm = confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    precision, recall, f1 = precision_recall_f1(cm)
+    np.testing.assert_allclose(precision, [1, 0.5, 0.5])
+    np.testing.assert_allclose(recall, [2 / 3, 0.5, 1])
+    np.testing.assert_allclose(f1, [0.8, 0.5, 2 / 3])
+    report = classification_report(y_true, y_pred, ["a", "b", "c"])
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert report["per_class"]["c"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+        "support": 1,
+    }
+
+
+def test_a_class_never_predicted_scores_zero_without_warnings():
+    _, _, f1 = precision_recall_f1(confusion_matrix(np.array([0, 1]), np.array([0, 0]), 2))
+    assert f1[1] == 0
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    write_digits(root / "digits.csv")
+    preprocess(root / "digits.csv", root / "prepared", PreprocessConfig())
+    return root
+
+
+def small_config(**optim):
+    return PipelineConfig(
+        model=ModelConfig(hidden_sizes=[32]),
+        optim=OptimConfig(**({"lr": 0.5} | optim)),
+        train=TrainingConfig(epochs=8, batch_size=32, patience=3),
+    )
+
+
+def test_train_then_evaluate_writes_model_reports_and_figures(prepared, tmp_path):
+    seen = []
+    trained = train_model(
+        prepared / "prepared", tmp_path / "model", tmp_path / "reports", small_config(), seen.append
+    )
+    assert [m.epoch for m in seen] == list(range(1, len(trained.history.epochs) + 1))
+    history = (tmp_path / "reports" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,val_loss,val_accuracy"
+    assert len(history) == 1 + len(seen)
+    assert (tmp_path / "reports" / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["layer_sizes"] == [64, 32, 10] and meta["classes"] == list(range(10))
+    assert meta["extra"]["scaler"]["mode"] == "per_feature"
+
+    metrics = evaluate_model(tmp_path / "model", prepared / "prepared", tmp_path / "reports")
+    assert metrics == json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["accuracy"] > 0.85 and 0 < test["loss"] < 1
+    assert set(test["per_class"]) == {str(c) for c in range(10)}
+    confusion = (tmp_path / "reports" / "confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 1 + 269
+    figures = sorted(p.name for p in (tmp_path / "reports" / "figures").iterdir())
+    assert figures == ["confusion.png", "first_layer.png", "misclassified.png"]
+
+
+def test_same_config_same_bytes(prepared, tmp_path):
+    for name in ("a", "b"):
+        train_model(
+            prepared / "prepared",
+            tmp_path / name / "model",
+            tmp_path / name / "reports",
+            small_config(),
+        )
+        evaluate_model(
+            tmp_path / name / "model", prepared / "prepared", tmp_path / name / "reports"
+        )
+    files = [
+        "model/weights.npz",
+        "model/model.json",
+        "reports/history.csv",
+        "reports/training.png",
+        "reports/metrics.json",
+        "reports/confusion.csv",
+        "reports/figures/confusion.png",
+    ]
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_features_that_are_not_a_square_image_get_no_image_figures(tmp_path):
+    rows = [f"{i % 2},{i},{i % 7},{(i * 3) % 5}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("label,a,b,c\n" + "\n".join(rows) + "\n")
+    preprocess(tmp_path / "t.csv", tmp_path / "prepared", PreprocessConfig())
+    train_model(tmp_path / "prepared", tmp_path / "model", tmp_path / "reports", small_config())
+    evaluate_model(tmp_path / "model", tmp_path / "prepared", tmp_path / "reports")
+    assert [p.name for p in (tmp_path / "reports" / "figures").iterdir()] == ["confusion.png"]
+
+
+def test_patience_without_a_validation_split_is_refused(tmp_path):
+    rows = [f"{i % 2},{i}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("label,a\n" + "\n".join(rows) + "\n")
+    preprocess(tmp_path / "t.csv", tmp_path / "prepared", PreprocessConfig(val_fraction=0.0))
+    with pytest.raises(ValueError, match="train.patience needs a validation split"):
+        train_model(tmp_path / "prepared", tmp_path / "model", tmp_path / "reports", small_config())

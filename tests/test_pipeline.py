@@ -1,0 +1,215 @@
+"""The pipeline end to end: `dvc repro` in a fresh copy of the repository, tracked in MLflow.
+
+Each copy holds the files git tracks, in a new git repository, with the
+project's venv first on PATH, as `make repro` runs it.  Training is shortened
+to a few epochs with `backprop params`, which composes conf/ with overrides
+exactly as `dvc exp run -S` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FAST = ["train.epochs=4", "train.patience=null"]
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def fresh_copy(dest: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    return dest
+
+
+def lock_outs(root: Path) -> dict[str, str]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {
+        f"{stage}:{out['path']}": out["md5"]
+        for stage, body in lock["stages"].items()
+        for out in body.get("outs", [])
+    }
+
+
+def mlflow_runs(root: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("backprop")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    return client, runs
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = fresh_copy(tmp_path_factory.mktemp("project"))
+    sh(root, "backprop", "params", *FAST)
+    first = sh(root, "dvc", "repro")
+    return root, first, lock_outs(root)
+
+
+def test_committed_params_yaml_is_the_composition_of_conf(tmp_path):
+    result = sh(REPO, "backprop", "params", "--output", str(tmp_path / "params.yaml"))
+    assert result.returncode == 0
+    assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+def test_repro_runs_every_stage_and_writes_metrics(project):
+    root, first, _ = project
+    for stage in ("data", "preprocess", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in first.stdout
+    test = yaml.safe_load((root / "data/reports/metrics.json").read_text())["test"]
+    assert 0.5 < test["accuracy"] <= 1 and test["loss"] > 0 and 0 < test["macro_f1"] <= 1
+    assert set(test["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
+    shown = sh(root, "dvc", "metrics", "show")
+    assert "test.accuracy" in shown.stdout
+
+
+def test_the_run_is_tracked_in_mlflow(project):
+    root, _, _ = project
+    client, runs = mlflow_runs(root)
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["optim.lr"] == "1.0" and params["model.hidden_sizes"] == "[256, 64]"
+    assert params["train.epochs"] == "4" and params["data.path"] == "data/raw/digits.csv"
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert {"test_accuracy", "test_loss", "test_macro_f1", "test_f1_class_3"} <= set(
+        run.data.metrics
+    )
+    assert run.data.tags["git_commit"] != "unknown" and len(run.data.tags["dataset_digest"]) == 64
+    assert run.inputs.dataset_inputs[0].dataset.name == "digits.csv"
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config", "data", "model_files", "reports"} <= top
+    reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"reports/metrics.json", "reports/dvc.lock", "reports/training.png"} <= reports
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "reports/figures")}
+    assert "reports/figures/misclassified.png" in figures
+
+
+def test_the_logged_model_turns_raw_rows_into_labels(project):
+    import mlflow
+    import pandas as pd
+
+    root, _, _ = project
+    _, runs = mlflow_runs(root)
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    rows = pd.read_csv(root / "data/raw/digits.csv", nrows=20)
+    with warnings.catch_warnings():  # MLflow's hints about type hints
+        warnings.simplefilter("ignore", UserWarning)
+        model = mlflow.pyfunc.load_model(f"runs:/{runs[0].info.run_id}/model")
+        predicted = model.predict(rows.drop(columns=["label"]))
+    assert list(predicted.columns[:2]) == ["label", "proba_0"]
+    assert (predicted["label"] == rows["label"]).mean() > 0.5  # 4 epochs: far above chance
+    assert predicted.filter(like="proba_").sum(axis=1).round(4).eq(1).all()
+    # The same as the model folder of the pipeline, scaling included.
+    from backprop.serving import Predictor
+
+    local = Predictor(str(root / "data/model")).predict(rows.drop(columns=["label"]))
+    assert predicted["label"].tolist() == local["label"].tolist()
+    pd.testing.assert_frame_equal(predicted, local)
+
+
+def test_second_repro_has_nothing_to_do(project):
+    root, _, _ = project
+    again = sh(root, "dvc", "repro")
+    assert "Data and pipelines are up to date." in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_a_new_learning_rate_reruns_only_train_and_evaluate(project):
+    root, _, _ = project
+    sh(root, "backprop", "params", *FAST, "optim.lr=0.5")
+    result = sh(root, "dvc", "repro")
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'train':", "Running stage 'evaluate':"]
+    _, runs = mlflow_runs(root)
+    assert [r.data.params["optim.lr"] for r in runs] == ["1.0", "0.5"]
+    sh(root, "backprop", "params", *FAST)  # back to the first settings for the other tests
+
+
+def test_two_fresh_copies_give_identical_output_hashes(project, tmp_path):
+    _, _, first = project
+    other = fresh_copy(tmp_path)
+    sh(other, "backprop", "params", *FAST)
+    sh(other, "dvc", "repro")
+    assert lock_outs(other) == first
+    assert set(first) >= {
+        "data:data/raw/digits.csv",
+        "train:data/model",
+        "evaluate:data/reports/metrics.json",
+    }
+
+
+def test_a_stale_params_yaml_is_refused(project):
+    root, _, _ = project
+    conf = root / "conf/optim/sgd.yaml"
+    original = conf.read_text()
+    conf.write_text(original.replace("lr: 1.0", "lr: 0.9"))
+    try:
+        result = sh(root, "dvc", "repro", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "params.yaml is stale: " in output and "run `make params`" in output
+        assert "Running stage 'train'" not in output
+    finally:
+        conf.write_text(original)
+    # DVC removed the stage's outputs before running it; the next repro restores them.
+    sh(root, "dvc", "repro")
+    assert (root / "data/prepared/train.npz").is_file()
+
+
+def test_a_bad_override_fails_naming_its_key(project):
+    root, _, _ = project
+    result = sh(root, "dvc", "exp", "run", "-S", "optim.lr=-1", check=False)
+    assert result.returncode != 0
+    assert "optim.lr must be a number > 0, got -1.0" in result.stdout + result.stderr
+    direct = sh(root, "backprop", "params", "train.batch_size=0", check=False)
+    assert direct.returncode == 2
+    assert direct.stderr.strip() == (
+        "backprop params: error: train.batch_size must be an integer >= 1, got 0"
+    )
+
+
+def test_a_failing_stage_marks_its_run_failed(project, tmp_path):
+    root, _, _ = project
+    bad = tmp_path / "params.yaml"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["optim"]["lr"] = 1e30
+    params["model"]["activation"] = "relu"
+    bad.write_text(yaml.safe_dump(params))
+    result = sh(
+        root, "backprop", "train", "data/prepared", str(tmp_path / "m"), str(tmp_path / "r"),
+        "--params", str(bad), check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("backprop train: error: training diverged")
+    assert "Traceback" not in result.stderr
+    _, runs = mlflow_runs(root)
+    assert runs[-1].info.status == "FAILED"
+    assert "TrainingDiverged" in runs[-1].data.tags["error"]
