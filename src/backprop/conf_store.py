@@ -54,6 +54,24 @@ def register() -> None:
         OmegaConf.register_new_resolver("conf_digest", _checked_conf_digest)
 
 
+def compose_config(overrides: list[str] | None = None, conf_dir: Path | None = None):
+    """The PipelineConfig that ``conf/`` composes to with ``overrides``, checked."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register()
+    conf_dir = conf_dir or find_conf_dir()
+    try:
+        with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
+            cfg = compose(config_name="config", overrides=list(overrides or []))
+        OmegaConf.resolve(cfg)
+        return pipeline_config(OmegaConf.to_container(cfg), "the composed config")
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ValueError(describe_config_error(err)) from None
+
+
 def compose_params(output: str | Path = "params.yaml", overrides: list[str] | None = None) -> Path:
     """Compose ``conf/`` into ``output`` with DVC's own function, as ``dvc exp run`` does.
 
