@@ -76,9 +76,9 @@ def confusion(cm: np.ndarray, classes: list) -> bytes:
 
 
 def image_side(n_features: int) -> int | None:
-    """The side of a square image of n_features pixels, or None."""
+    """The side of a square image of n_features pixels (at least 4 x 4), or None."""
     side = math.isqrt(n_features)
-    return side if side * side == n_features and side > 1 else None
+    return side if side * side == n_features and side >= 4 else None
 
 
 def first_layer_weights(W: np.ndarray, max_units: int = 64) -> bytes:
