@@ -116,3 +116,61 @@ def test_patience_without_a_validation_split_is_refused(tmp_path):
     preprocess(tmp_path / "t.csv", tmp_path / "prepared", PreprocessConfig(val_fraction=0.0))
     with pytest.raises(ValueError, match="train.patience needs a validation split"):
         train_model(tmp_path / "prepared", tmp_path / "model", tmp_path / "reports", small_config())
+
+
+def test_train_shows_a_progress_bar_on_a_terminal_only(prepared, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"epochs": 3, "patience": None}}))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    args = [sys.executable, "-m", "backprop", "train", str(prepared / "prepared"),
+            str(tmp_path / "m"), str(tmp_path / "r"), "--params", str(params)]  # fmt: skip
+
+    piped = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert "epoch" not in piped.stderr and "it/s" not in piped.stderr
+
+    leader, follower = pty.openpty()
+    # A terminal of 100 columns: a fresh pty has none, and tqdm draws no bar in zero width.
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    tty = subprocess.run(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert tty.returncode == 0
+    assert "3/3" in shown and "val_acc=" in shown and "loss=" in shown
+
+
+def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
+    import dataclasses
+
+    from backprop.cli import _input_example
+    from backprop.stages.preprocess import load_prepared
+
+    p = load_prepared(prepared / "prepared")
+    assert p.source["rows"] == 1797 and len(p.source["sha256"]) == 64
+    from_csv = _input_example(p)
+    assert list(from_csv.columns) == p.feature_names and from_csv.dtypes.iloc[0].kind == "i"
+    gone = dataclasses.replace(p, source={**p.source, "path": "/nonexistent.csv"})
+    unscaled = _input_example(gone)
+    assert list(unscaled.columns) == p.feature_names and unscaled.shape == (5, 64)
+    assert unscaled.to_numpy().min() >= 0 and unscaled.to_numpy().max() <= 16 + 1e-4

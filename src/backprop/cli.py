@@ -129,11 +129,12 @@ def _train(args: argparse.Namespace) -> int:
         config, params, source = _pipeline_config(args.params)
     except _user_errors() as err:
         raise UserError(str(err)) from None
-    progress = _progress(config.train.epochs)
+    progress = None
     try:
         with tracking.pipeline_run(config.experiment_name) as run:
             if source != "defaults":
-                tracking.log_training_start(params, config.data.path, source)
+                tracking.log_training_start(params, _source_of(args.prepared_dir), source)
+            progress = _progress(config.train.epochs)  # its clock starts with training
 
             def on_epoch(metrics):
                 tracking.log_epoch(metrics)
@@ -152,14 +153,15 @@ def _train(args: argparse.Namespace) -> int:
                 args.model_dir,
                 reports,
                 args.prepared_dir,
-                _input_example(config.data.path, trained.prepared),
+                _input_example(trained.prepared),
                 trained.history.best_epoch,
             )
             tracking.remember_run(run.info.run_id)
     except (*_user_errors(), ValueError) as err:
         raise UserError(str(err)) from None
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     history = trained.history
     last = history.epochs[-1]
     kept = f" (kept epoch {history.best_epoch})" if history.best_epoch else ""
@@ -171,12 +173,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_example(csv_path: str, prepared):
-    """A few raw rows of the training CSV, features only, for the MLflow signature."""
+def _source_of(prepared_dir: str):
+    from backprop.stages.preprocess import load_prepared
+
+    try:
+        return load_prepared(prepared_dir).source
+    except (OSError, ValueError):
+        return None  # train_model reports the problem with the prepared data
+
+
+def _input_example(prepared):
+    """A few raw rows for the MLflow signature: from the training CSV when it is there
+    (keeping its column types: whole-number pixels stay integers), else unscaled rows."""
+    import numpy as np
     import pandas as pd
 
-    frame = pd.read_csv(csv_path, nrows=5)
-    return frame[prepared.feature_names]  # the CSV's own column types: int for pixels
+    path = (prepared.source or {}).get("path")
+    if path and os.path.exists(path):
+        return pd.read_csv(path, nrows=5)[prepared.feature_names]
+    s = prepared.scaler
+    raw = prepared.X["train"][:5] * (s.data_max - s.data_min) + s.data_min
+    return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=prepared.feature_names)
 
 
 def _progress(total: int):

@@ -96,6 +96,15 @@ def atomic_write_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -
     return directory
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2) + "\n").encode("utf-8")
 

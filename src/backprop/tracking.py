@@ -14,7 +14,6 @@ directory, also from DVC's queued-experiment copies in ``.dvc/tmp/exps/``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -79,14 +78,6 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(value) if isinstance(value, list | bool | None) else str(value)
     return flat
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state(root: Path) -> dict[str, str]:
@@ -157,18 +148,25 @@ def remembered_run() -> str | None:
         return None
 
 
-def log_training_start(params: dict[str, Any], data_path: str, params_file: str) -> None:
+def log_training_start(params: dict[str, Any], source: dict | None, params_file: str) -> None:
+    """Params, tags (git, dataset digest), the dataset as an input, the composed config."""
     mlflow = _mlflow()
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     mlflow.log_params(flatten({k: v for k, v in params.items() if k != "conf_digest"}))
-    digest = file_digest(data_path)
-    mlflow.set_tags({**git_state(project_root()), "dataset_digest": digest, "stage": "train"})
-    with _quiet():
-        source = resolve_dataset_source(Path(data_path).resolve().as_uri())
-        dataset = MetaDataset(source, name=Path(data_path).name, digest=digest[:16])
-        mlflow.log_input(dataset, context="training")
+    tags = {**git_state(project_root()), "stage": "train"}
+    if source is not None:
+        tags["dataset_digest"] = source["sha256"]
+        with _quiet():
+            uri = Path(source["path"]).resolve().as_uri()
+            dataset = MetaDataset(
+                resolve_dataset_source(uri),
+                name=Path(source["path"]).name,
+                digest=source["sha256"][:16],
+            )
+            mlflow.log_input(dataset, context="training", tags={"rows": str(source["rows"])})
+    mlflow.set_tags(tags)
     mlflow.log_artifact(params_file, artifact_path="config")
 
 

@@ -7,11 +7,14 @@ Writes into ``out_dir`` (replaced as a whole, atomically):
   numbers in the CSV (1-based, header excluded);
 - ``scaler.json``: the fitted scaler and the feature names;
 - ``classes.json``: the label column and the sorted classes, so that class
-  index i means ``classes[i]``.
+  index i means ``classes[i]``;
+- ``source.json``: the input CSV's path, SHA-256 and row count, so later
+  stages can name the data set they were trained on without reading it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import numpy as np
 
 from backprop.config import PreprocessConfig
 from backprop.data import DataError, encode_labels, read_labelled_csv
-from backprop.io import atomic_write_dir, json_bytes, npz_bytes, read_npz
+from backprop.io import atomic_write_dir, file_digest, json_bytes, npz_bytes, read_npz
 from backprop.scaling import MinMaxScaler
 from backprop.split import stratified_split
 
@@ -39,6 +42,7 @@ class Prepared:
     feature_names: list[str]
     classes: list[Any]
     label_column: str
+    source: dict[str, Any] | None = None  # path, sha256 and rows of the input CSV
 
 
 def prepare(
@@ -84,6 +88,8 @@ def write_prepared(prepared: Prepared, out_dir: str | os.PathLike) -> None:
     }
     files["scaler.json"] = json_bytes({**p.scaler.to_dict(), "feature_names": p.feature_names})
     files["classes.json"] = json_bytes({"label_column": p.label_column, "classes": p.classes})
+    if p.source is not None:
+        files["source.json"] = json_bytes(p.source)
     atomic_write_dir(out_dir, files)
 
 
@@ -96,7 +102,12 @@ def preprocess(
 ) -> dict[str, Any]:
     """The stage: prepare, then write.  Returns a summary (row counts, classes)."""
     prepared = prepare(input_csv, config, label_column, drop_missing)
-    write_prepared(prepared, out_dir)
+    source = {
+        "path": Path(input_csv).as_posix(),
+        "sha256": file_digest(input_csv),
+        "rows": sum(len(y) for y in prepared.y.values()),
+    }
+    write_prepared(dataclasses.replace(prepared, source=source), out_dir)
     return {
         "rows": {name: len(prepared.y[name]) for name in SPLITS},
         "features": len(prepared.feature_names),
@@ -111,6 +122,8 @@ def load_prepared(out_dir: str | os.PathLike) -> Prepared:
     arrays = {name: read_npz(out_dir / f"{name}.npz") for name in SPLITS}
     scaler_meta = json.loads((out_dir / "scaler.json").read_text(encoding="utf-8"))
     class_meta = json.loads((out_dir / "classes.json").read_text(encoding="utf-8"))
+    source_path = out_dir / "source.json"
+    source = json.loads(source_path.read_text(encoding="utf-8")) if source_path.exists() else None
     return Prepared(
         X={name: a["X"] for name, a in arrays.items()},
         y={name: a["y"] for name, a in arrays.items()},
@@ -119,4 +132,5 @@ def load_prepared(out_dir: str | os.PathLike) -> Prepared:
         feature_names=scaler_meta["feature_names"],
         classes=class_meta["classes"],
         label_column=class_meta["label_column"],
+        source=source,
     )
