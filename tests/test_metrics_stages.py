@@ -163,7 +163,7 @@ def test_train_shows_a_progress_bar_on_a_terminal_only(prepared, tmp_path):
 def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
     import dataclasses
 
-    from backprop.cli import _input_example
+    from backprop.runner import input_example as _input_example
     from backprop.stages.preprocess import load_prepared
 
     p = load_prepared(prepared / "prepared")

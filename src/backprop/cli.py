@@ -123,45 +123,22 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def _train(args: argparse.Namespace) -> int:
     from backprop import tracking
-    from backprop.stages.train import CURVES_FILE, HISTORY_FILE, train_model
+    from backprop.runner import tracked_train
 
     try:
         config, params, source = _pipeline_config(args.params)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    progress = None
-    try:
         with tracking.pipeline_run(config.experiment_name) as run:
-            if source != "defaults":
-                tracking.log_training_start(params, _source_of(args.prepared_dir), source)
-            progress = _progress(config.train.epochs)  # its clock starts with training
-
-            def on_epoch(metrics):
-                tracking.log_epoch(metrics)
-                progress.update(1)
-                shown = {"loss": f"{metrics.train_loss:.4f}"}
-                if metrics.val_accuracy is not None:
-                    shown["val_acc"] = f"{metrics.val_accuracy:.4f}"
-                progress.set_postfix(shown)
-
-            trained = train_model(
-                args.prepared_dir, args.model_dir, args.reports_dir, config, callback=on_epoch
-            )
-            progress.close()
-            reports = [f"{args.reports_dir}/{HISTORY_FILE}", f"{args.reports_dir}/{CURVES_FILE}"]
-            tracking.log_trained_model(
-                args.model_dir,
-                reports,
+            trained = tracked_train(
+                config,
+                params if source != "defaults" else None,
+                source,
                 args.prepared_dir,
-                _input_example(trained.prepared),
-                trained.history.best_epoch,
+                args.model_dir,
+                args.reports_dir,
             )
             tracking.remember_run(run.info.run_id)
     except (*_user_errors(), ValueError) as err:
         raise UserError(str(err)) from None
-    finally:
-        if progress is not None:
-            progress.close()
     history = trained.history
     last = history.epochs[-1]
     kept = f" (kept epoch {history.best_epoch})" if history.best_epoch else ""
@@ -173,55 +150,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_of(prepared_dir: str):
-    from backprop.stages.preprocess import load_prepared
-
-    try:
-        return load_prepared(prepared_dir).source
-    except (OSError, ValueError):
-        return None  # train_model reports the problem with the prepared data
-
-
-def _input_example(prepared):
-    """A few raw rows for the MLflow signature: from the training CSV when it is there
-    (keeping its column types: whole-number pixels stay integers), else unscaled rows."""
-    import numpy as np
-    import pandas as pd
-
-    path = (prepared.source or {}).get("path")
-    if path and os.path.exists(path):
-        return pd.read_csv(path, nrows=5)[prepared.feature_names]
-    s = prepared.scaler
-    raw = prepared.X["train"][:5] * (s.data_max - s.data_min) + s.data_min
-    return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=prepared.feature_names)
-
-
-def _progress(total: int):
-    """A progress bar over epochs on a terminal; silent otherwise."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="epoch", disable=not sys.stderr.isatty(), leave=False)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from backprop import tracking
-    from backprop.stages.evaluate import (
-        CONFUSION_FILE,
-        FIGURES_DIR,
-        METRICS_FILE,
-        evaluate_model,
-    )
+    from backprop.runner import tracked_evaluate
 
     try:
         config, _, _ = _pipeline_config(args.params)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    try:
         with tracking.pipeline_run(config.experiment_name, tracking.remembered_run()) as run:
-            metrics = evaluate_model(args.model_dir, args.prepared_dir, args.reports_dir)
-            files = [f"{args.reports_dir}/{name}" for name in (METRICS_FILE, CONFUSION_FILE)]
-            tracking.log_evaluation(
-                metrics, [*files, "dvc.lock"], f"{args.reports_dir}/{FIGURES_DIR}"
+            metrics = tracked_evaluate(
+                args.model_dir, args.prepared_dir, args.reports_dir, ["dvc.lock"]
             )
     except _user_errors() as err:
         raise UserError(str(err)) from None

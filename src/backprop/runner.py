@@ -1,0 +1,94 @@
+"""The train and evaluate stages with their tracking: what every front door calls.
+
+``backprop train``/``backprop evaluate`` (the DVC stages) and the Hydra app
+(``experiment.py``) run these inside an active MLflow run, so a run holds the
+same things whichever way it was started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from backprop import tracking
+from backprop.config import PipelineConfig
+from backprop.stages.evaluate import CONFUSION_FILE, FIGURES_DIR, METRICS_FILE, evaluate_model
+from backprop.stages.train import CURVES_FILE, HISTORY_FILE, Trained, train_model
+
+
+def tracked_train(
+    config: PipelineConfig,
+    params: dict[str, Any] | None,
+    params_file: str | None,
+    prepared_dir: str,
+    model_dir: str,
+    reports_dir: str,
+    show_progress: bool = True,
+) -> Trained:
+    """Train and log params, tags, the dataset, per-epoch metrics, the model and its figures."""
+    if params is not None:
+        tracking.log_training_start(params, source_of(prepared_dir), params_file)
+    progress = progress_bar(config.train.epochs, show_progress)  # its clock starts here
+
+    def on_epoch(metrics) -> None:
+        tracking.log_epoch(metrics)
+        progress.update(1)
+        shown = {"loss": f"{metrics.train_loss:.4f}"}
+        if metrics.val_accuracy is not None:
+            shown["val_acc"] = f"{metrics.val_accuracy:.4f}"
+        progress.set_postfix(shown)
+
+    try:
+        trained = train_model(prepared_dir, model_dir, reports_dir, config, callback=on_epoch)
+    finally:
+        progress.close()
+    tracking.log_trained_model(
+        model_dir,
+        [os.path.join(reports_dir, HISTORY_FILE), os.path.join(reports_dir, CURVES_FILE)],
+        prepared_dir,
+        input_example(trained.prepared),
+        trained.history.best_epoch,
+    )
+    return trained
+
+
+def tracked_evaluate(
+    model_dir: str, prepared_dir: str, reports_dir: str, extra_files: list[str] = ()
+) -> dict[str, Any]:
+    """Evaluate and log the test metrics, reports and figures."""
+    metrics = evaluate_model(model_dir, prepared_dir, reports_dir)
+    files = [os.path.join(reports_dir, name) for name in (METRICS_FILE, CONFUSION_FILE)]
+    tracking.log_evaluation(metrics, [*files, *extra_files], os.path.join(reports_dir, FIGURES_DIR))
+    return metrics
+
+
+def source_of(prepared_dir: str) -> dict | None:
+    from backprop.stages.preprocess import load_prepared
+
+    try:
+        return load_prepared(prepared_dir).source
+    except (OSError, ValueError):
+        return None  # train_model reports the problem with the prepared data
+
+
+def input_example(prepared):
+    """A few raw rows for the MLflow signature: from the training CSV when it is there
+    (keeping its column types: whole-number pixels stay integers), else unscaled rows."""
+    import numpy as np
+    import pandas as pd
+
+    path = (prepared.source or {}).get("path")
+    if path and os.path.exists(path):
+        return pd.read_csv(path, nrows=5)[prepared.feature_names]
+    s = prepared.scaler
+    raw = prepared.X["train"][:5] * (s.data_max - s.data_min) + s.data_min
+    return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=prepared.feature_names)
+
+
+def progress_bar(total: int, enabled: bool = True):
+    """A progress bar over epochs on a terminal; silent otherwise."""
+    from tqdm import tqdm
+
+    disable = not (enabled and sys.stderr.isatty())
+    return tqdm(total=total, unit="epoch", disable=disable, leave=False)
