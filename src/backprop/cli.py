@@ -71,7 +71,7 @@ def _preprocess(args: argparse.Namespace) -> int:
         pipeline, _, _ = _pipeline_config(args.params)
         data, config = pipeline.data, pipeline.preprocess
         summary = preprocess(args.input, args.out_dir, config, data.label_column, data.drop_missing)
-    except _user_errors() as err:
+    except user_errors() as err:
         raise UserError(str(err)) from None
     rows = summary["rows"]
     print(
@@ -111,7 +111,7 @@ def _pipeline_config(params_path: str | None):
     return config, params, source
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
+def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the user's data, settings or files are wrong."""
     from backprop.config import ConfigError
     from backprop.data import DataError
@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
                 args.reports_dir,
             )
             tracking.remember_run(run.info.run_id)
-    except (*_user_errors(), ValueError) as err:
+    except (*user_errors(), ValueError) as err:
         raise UserError(str(err)) from None
     history = trained.history
     last = history.epochs[-1]
@@ -160,7 +160,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             metrics = tracked_evaluate(
                 args.model_dir, args.prepared_dir, args.reports_dir, ["dvc.lock"]
             )
-    except _user_errors() as err:
+    except user_errors() as err:
         raise UserError(str(err)) from None
     test = metrics["test"]
     print(

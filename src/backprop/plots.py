@@ -119,3 +119,37 @@ def misclassified(
     fig.suptitle(f"Misclassified test examples ({len(wrong)} of {total}): true -> predicted")
     fig.tight_layout()
     return _png(fig)
+
+
+def sweep_summary(
+    params: list[dict[str, str]], scores: list[float], swept: list[str], best_index: int
+) -> bytes:
+    """Validation accuracy of each job against each swept parameter; the best job ringed."""
+    plt = _pyplot()
+    keys = swept or ["job"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        values = [p.get(key, str(i)) if swept else str(i) for i, p in enumerate(params)]
+        try:
+            xs = [float(v) for v in values]
+            numeric = len(set(xs)) > 1
+        except (TypeError, ValueError):
+            numeric = False
+        if numeric:
+            ax.scatter(xs, scores)
+            ax.scatter([xs[best_index]], [scores[best_index]], s=160, facecolors="none",
+                       edgecolors="tab:red", label="best")  # fmt: skip
+            if min(xs) > 0 and max(xs) / min(xs) >= 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted(set(values), key=values.index)
+            positions = [labels.index(v) for v in values]
+            ax.scatter(positions, scores)
+            ax.scatter([positions[best_index]], [scores[best_index]], s=160, facecolors="none",
+                       edgecolors="tab:red", label="best")  # fmt: skip
+            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
+        ax.set(xlabel=key, ylabel="validation accuracy (kept weights)")
+        ax.legend(loc="lower right")
+    fig.suptitle(f"Sweep of {len(scores)} jobs")
+    fig.tight_layout()
+    return _png(fig)

@@ -98,7 +98,7 @@ def git_state(root: Path) -> dict[str, str]:
     }
 
 
-def _connect(experiment_name: str) -> str:
+def connect(experiment_name: str) -> str:
     """Point MLflow at the store and the experiment; returns the experiment id."""
     mlflow = _mlflow()
 
@@ -115,12 +115,25 @@ def _connect(experiment_name: str) -> str:
 
 
 @contextlib.contextmanager
-def pipeline_run(experiment_name: str, run_id: str | None = None) -> Iterator[Any]:
-    """An active MLflow run (a new one, or ``run_id`` resumed) that fails with its stage."""
+def pipeline_run(
+    experiment_name: str,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+) -> Iterator[Any]:
+    """An active MLflow run (a new one, or ``run_id`` resumed) that fails with its stage.
+
+    ``parent_run_id`` nests a new run under a sweep's parent run.
+    """
     mlflow = _mlflow()
 
-    experiment_id = _connect(experiment_name)
-    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id)
+    experiment_id = connect(experiment_name)
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id)
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name
+        )
     try:
         yield run
     except KeyboardInterrupt:
@@ -238,3 +251,7 @@ def log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) 
         if Path(path).exists():
             mlflow.log_artifact(path, artifact_path="reports")
     mlflow.log_artifacts(figures_dir, artifact_path="reports/figures")
+
+
+def log_metric(name: str, value: float) -> None:
+    _mlflow().log_metric(name, value)

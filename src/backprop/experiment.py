@@ -1,0 +1,207 @@
+"""``backprop-experiment``: the Hydra app over ``conf/``, for single runs and sweeps.
+
+One composed config runs data -> preprocess -> train -> evaluate in this
+process, with the very functions the DVC stages call, into one MLflow run::
+
+    backprop-experiment                       # the defaults: the same model as dvc repro
+    backprop-experiment optim.lr=0.3 model=relu
+    backprop-experiment --multirun optim.lr=0.3,0.1,0.03 'model.hidden_sizes=[256,64],[128]'
+    backprop-experiment --multirun hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=1,0.3
+
+Outputs never touch the paths ``dvc.yaml`` tracks: each job writes under its
+Hydra folder in ``outputs/`` (git-ignored), the digits CSV and the prepared
+splits go to ``outputs/cache/``, keyed by the content of the input file and
+the preprocessing settings, so a sweep prepares each distinct split once.
+
+In a sweep, :class:`SweepTracker` (a Hydra callback, in the launching
+process) creates the MLflow database and a parent run before any job starts;
+each job's run is nested under it.  A job that fails is marked FAILED and the
+others go on; at the end the parent records the best job and a summary
+figure, and the sweep exits with status 1 naming the failed jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from backprop.conf_store import find_conf_dir, register
+
+PARENT_RUN_ENV = "BACKPROP_SWEEP_PARENT_RUN"
+OUTPUTS = "outputs"
+
+
+def cache_dir() -> Path:
+    from backprop.tracking import project_root
+
+    return project_root() / OUTPUTS / "cache"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (parallel jobs preparing the same data wait for one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def dataset_csv(config, cache: Path) -> Path:
+    """The CSV to read: the embedded digits from the cache, or the configured file."""
+    from backprop.stages.digits import write_digits
+
+    if config.data.name != "digits":
+        return Path(config.data.path)
+    path = cache / "digits.csv"
+    with _locked(cache / "digits.lock"):
+        if not path.exists():
+            write_digits(path)
+    return path
+
+
+def prepared_dir(csv: Path, config, cache: Path) -> Path:
+    """Preprocessed splits for (file content, settings), made once and then reused."""
+    from dataclasses import asdict
+
+    from backprop.io import file_digest
+    from backprop.stages.preprocess import preprocess
+
+    settings = {
+        "file": file_digest(csv),
+        "label_column": config.data.label_column,
+        "drop_missing": config.data.drop_missing,
+        "preprocess": asdict(config.preprocess),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    out = cache / "prepared" / key
+    with _locked(cache / "prepared" / f"{key}.lock"):
+        if not (out / "classes.json").exists():
+            preprocess(
+                csv, out, config.preprocess, config.data.label_column, config.data.drop_missing
+            )
+    return out
+
+
+def run_pipeline(
+    config, params: dict[str, Any], job_dir: Path, parent_run_id: str | None = None,
+    run_name: str | None = None, show_progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """All four stages for one config, tracked as one MLflow run.  Returns a summary."""
+    import yaml
+
+    from backprop import tracking
+    from backprop.io import atomic_write_text
+    from backprop.runner import tracked_evaluate, tracked_train
+
+    cache = cache_dir()
+    csv = dataset_csv(config, cache)
+    prepared = str(prepared_dir(csv, config, cache))
+    params_file = job_dir / "params.yaml"
+    atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
+    with tracking.pipeline_run(
+        config.experiment_name, parent_run_id=parent_run_id, run_name=run_name
+    ) as run:
+        trained = tracked_train(
+            config, params, str(params_file), prepared, str(job_dir / "model"),
+            str(job_dir / "reports"), show_progress,
+        )  # fmt: skip
+        metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
+        kept = kept_val_accuracy(trained.history)
+        if kept is not None:
+            tracking.log_metric("kept_val_accuracy", kept)
+    return {
+        "run_id": run.info.run_id,
+        "kept_val_accuracy": kept,
+        "test_accuracy": metrics["test"]["accuracy"],
+    }
+
+
+def kept_val_accuracy(history) -> float | None:
+    """Validation accuracy of the weights training kept (the best epoch, else the last)."""
+    epochs = {m.epoch: m for m in history.epochs}
+    kept = epochs[history.best_epoch] if history.best_epoch else history.epochs[-1]
+    return kept.val_accuracy
+
+
+@contextlib.contextmanager
+def _blas_threads(hydra_cfg) -> Iterator[None]:
+    """Parallel jobs share the cores: jobs x BLAS threads stays within them."""
+    jobs = hydra_cfg.launcher.get("n_jobs") if "launcher" in hydra_cfg else None
+    if not jobs or jobs == 1:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    import backprop.gemm  # noqa: F401  loads SciPy's BLAS, so that the limit reaches it
+
+    cores = os.cpu_count() or 1
+    jobs = cores if jobs < 0 else jobs
+    with threadpool_limits(max(1, cores // jobs)):
+        yield
+
+
+def task(cfg) -> float:
+    """Hydra's task function: one job.  Returns the kept validation accuracy (NaN if it failed)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from backprop.cli import user_errors
+    from backprop.config import pipeline_config
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    job_dir = Path(hc.runtime.output_dir)
+    name = f"job {hc.job.num}" if multirun else "run"
+    try:
+        params = OmegaConf.to_container(cfg, resolve=True)
+        config = pipeline_config(params, "the composed config")
+        with _blas_threads(hc):
+            result = run_pipeline(
+                config, params, job_dir, os.environ.get(PARENT_RUN_ENV),
+                run_name=_run_name(hc) if multirun else None, show_progress=not multirun,
+            )  # fmt: skip
+    except (*user_errors(), ValueError) as err:
+        if not multirun:
+            print(f"backprop-experiment: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        print(f"backprop-experiment: {name} failed: {err}", file=sys.stderr)
+        return math.nan
+    kept = result["kept_val_accuracy"]
+    shown = f"validation accuracy {kept:.4f}, " if kept is not None else ""
+    print(
+        f"{name}: {shown}test accuracy {result['test_accuracy']:.4f} "
+        f"(MLflow run {result['run_id']}, outputs in {job_dir})"
+    )
+    return kept if kept is not None else math.nan
+
+
+def _run_name(hc) -> str:
+    overrides = ",".join(hc.overrides.task) or "defaults"
+    return f"{hc.job.num}: {overrides}"[:250]
+
+
+def main() -> None:
+    import hydra
+
+    register()
+    conf_dir = find_conf_dir()
+    if not (conf_dir / "config.yaml").is_file():
+        sys.exit(f"backprop-experiment: error: no conf/config.yaml in {Path.cwd()} or above; "
+                 "run it from the project folder")  # fmt: skip
+    hydra.main(config_path=str(conf_dir), config_name="config", version_base=None)(task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""A sweep's parent MLflow run: opened before the jobs, summarised after them.
+
+:class:`SweepTracker` is a Hydra callback, so it runs in the launching
+process whatever the launcher: it creates (and migrates) the tracking
+database there, before parallel jobs could race on a fresh SQLite file, and
+hands the parent run's id to the jobs through the environment.  When the
+sweep ends it finds the children (tag ``mlflow.parentRunId``), records the
+best one (run id, params, kept validation accuracy) and a figure of
+validation accuracy against each swept parameter, and exits with status 1 if
+any job failed, naming them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from backprop import tracking
+from backprop.experiment import PARENT_RUN_ENV
+
+SCORE = "kept_val_accuracy"
+
+
+class SweepTracker(Callback):
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        mlflow = tracking._mlflow()
+        experiment_id = tracking.connect(config.experiment_name)
+        overrides = list(config.hydra.overrides.task)
+        run = mlflow.MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep: {' '.join(overrides)}"[:250],
+            tags={"sweep": "parent", "sweep_overrides": " ".join(overrides)[:5000]},
+        )
+        self.parent_run_id = run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+
+    def on_multirun_end(self, config, **kwargs: Any) -> None:
+        if self.parent_run_id is None:
+            return
+        os.environ.pop(PARENT_RUN_ENV, None)
+        failed = summarise(self.parent_run_id, config.experiment_name)
+        if failed:
+            names = ", ".join(failed)
+            print(f"backprop-experiment: {len(failed)} job(s) failed: {names}", file=sys.stderr)
+            sys.exit(1)
+
+
+def children(parent_run_id: str, experiment_name: str) -> list:
+    mlflow = tracking._mlflow()
+    client = mlflow.MlflowClient()
+    experiment_id = tracking.connect(experiment_name)
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+
+
+def swept_params(runs: list) -> list[str]:
+    """The params whose values differ between runs."""
+    keys = sorted({k for r in runs for k in r.data.params})
+    return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+
+
+def summarise(parent_run_id: str, experiment_name: str) -> list[str]:
+    """Log the best child and the summary figure into the parent; returns the failed jobs."""
+    from backprop import plots
+
+    mlflow = tracking._mlflow()
+    client = mlflow.MlflowClient()
+    runs = children(parent_run_id, experiment_name)
+    failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
+    scored = [r for r in runs if r.info.status == "FINISHED" and _score(r) is not None]
+    swept = swept_params(runs)
+    client.log_param(parent_run_id, "swept_params", ", ".join(swept) or "none")
+    client.log_metric(parent_run_id, "jobs", len(runs))
+    client.log_metric(parent_run_id, "failed_jobs", len(failed))
+    if scored:
+        best = max(scored, key=_score)
+        client.log_param(parent_run_id, "best_run_id", best.info.run_id)
+        for key in swept:
+            client.log_param(parent_run_id, f"best.{key}", best.data.params.get(key))
+        client.log_metric(parent_run_id, f"best_{SCORE}", _score(best))
+        client.log_metric(parent_run_id, "best_test_accuracy", best.data.metrics["test_accuracy"])
+        figure = plots.sweep_summary(
+            [{k: r.data.params.get(k) for k in swept} for r in scored],
+            [_score(r) for r in scored],
+            swept,
+            best_index=scored.index(best),
+        )
+        client.log_image(parent_run_id, _image(figure), "sweep_summary.png")
+    client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
+    return failed
+
+
+def _score(run) -> float | None:
+    value = run.data.metrics.get(SCORE)
+    return None if value is None or math.isnan(value) else value
+
+
+def _image(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))
