@@ -170,6 +170,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from backprop.runs import format_table, run_table
+
+    try:
+        config, _, _ = _pipeline_config(args.params)
+        rows = run_table(
+            args.experiment or config.experiment_name, args.sweep, args.sort, args.limit
+        )
+    except (*user_errors(), ValueError) as err:
+        raise UserError(str(err)) from None
+    print(format_table(rows))
+    return 0
+
+
 def _params(args: argparse.Namespace) -> int:
     from backprop.conf_store import compose_params
 
@@ -316,6 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports_dir", metavar="REPORTS_DIR")
     p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
     p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser(
+        "runs",
+        help="list tracked runs, best first",
+        description="The MLflow runs of an experiment (default: experiment_name of the params "
+        "file) or of one sweep, sorted by a metric, with the params that vary between them, "
+        "status and duration. Tracking store: MLFLOW_TRACKING_URI, else ./mlflow.db.",
+    )
+    p.add_argument("--experiment", help="experiment name (default from params.yaml)")
+    p.add_argument("--sweep", metavar="RUN_ID", help="a sweep's parent run id, or 'latest'")
+    p.add_argument("--sort", default="kept_val_accuracy", help="metric to sort by, best first")
+    p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
+    p.set_defaults(run=_runs)
     return parser
 
 

@@ -117,21 +117,11 @@ def run_pipeline(
             str(job_dir / "reports"), show_progress,
         )  # fmt: skip
         metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
-        kept = kept_val_accuracy(trained.history)
-        if kept is not None:
-            tracking.log_metric("kept_val_accuracy", kept)
     return {
         "run_id": run.info.run_id,
-        "kept_val_accuracy": kept,
+        "kept_val_accuracy": trained.history.kept().val_accuracy,
         "test_accuracy": metrics["test"]["accuracy"],
     }
-
-
-def kept_val_accuracy(history) -> float | None:
-    """Validation accuracy of the weights training kept (the best epoch, else the last)."""
-    epochs = {m.epoch: m for m in history.epochs}
-    kept = epochs[history.best_epoch] if history.best_epoch else history.epochs[-1]
-    return kept.val_accuracy
 
 
 @contextlib.contextmanager

@@ -43,6 +43,9 @@ def tracked_train(
         trained = train_model(prepared_dir, model_dir, reports_dir, config, callback=on_epoch)
     finally:
         progress.close()
+    kept = trained.history.kept().val_accuracy
+    if kept is not None:  # the validation accuracy of the weights kept, to rank runs by
+        tracking.log_metric("kept_val_accuracy", kept)
     tracking.log_trained_model(
         model_dir,
         [os.path.join(reports_dir, HISTORY_FILE), os.path.join(reports_dir, CURVES_FILE)],

@@ -113,6 +113,12 @@ class History:
     best_epoch: int | None = None  # the epoch whose weights were kept, with early stopping
     stopped_early: bool = False
 
+    def kept(self) -> EpochMetrics:
+        """The metrics of the epoch whose weights the network ended with."""
+        if self.best_epoch is not None:
+            return self.epochs[self.best_epoch - 1]
+        return self.epochs[-1]
+
 
 def train(
     network: MLP,
