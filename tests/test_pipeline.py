@@ -8,42 +8,15 @@ exactly as `dvc exp run -S` does.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from helpers import REPO, fresh_copy, sh
+
 FAST = ["train.epochs=4", "train.patience=null"]
-
-
-def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def fresh_copy(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-    return dest
 
 
 def lock_outs(root: Path) -> dict[str, str]:

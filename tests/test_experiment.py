@@ -1,0 +1,121 @@
+"""The Hydra app: the same results as dvc repro, sweeps nested in MLflow, failures contained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from helpers import fresh_copy, mlflow_client, sh
+
+FAST = ["train.epochs=4", "train.patience=null"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = fresh_copy(tmp_path_factory.mktemp("project"))
+    return root
+
+
+def runs_of(root, parent_id):
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("backprop")
+    return client, client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+
+
+def latest_parent(root):
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("backprop")
+    return client.search_runs(
+        [experiment.experiment_id], "tags.sweep = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )[0]  # fmt: skip
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_single_run_equals_dvc_repro_and_leaves_dvc_status_alone(project):
+    sh(project, "backprop", "params", *FAST)
+    sh(project, "dvc", "repro")
+    result = sh(project, "backprop-experiment", *FAST)
+    job_dir = result.stdout.strip().rsplit("outputs in ", 1)[1].rstrip(")")
+    assert job_dir.startswith(str(project / "outputs" / "runs"))
+    assert sha256(project / "data/model/weights.npz") == sha256(
+        project / job_dir / "model/weights.npz"
+    )
+    dvc_metrics = json.loads((project / "data/reports/metrics.json").read_text())
+    app_metrics = json.loads((project / job_dir / "reports/metrics.json").read_text())
+    assert app_metrics == dvc_metrics
+    status = sh(project, "dvc", "status")
+    assert "Data and pipelines are up to date." in status.stdout
+    assert "outputs/" in (project / ".gitignore").read_text()
+
+
+def test_a_grid_sweep_nests_its_jobs_and_prepares_the_data_once(project):
+    sh(
+        project, "backprop-experiment", "--multirun", "train.epochs=3", "train.patience=null",
+        "optim.lr=1.0,0.3", "model.hidden_sizes=[32],[16]",
+    )  # fmt: skip
+    prepared = [p for p in (project / "outputs/cache/prepared").iterdir() if p.is_dir()]
+    assert len(prepared) == 1  # four jobs, one split: prepared once, then reused
+    parent = latest_parent(project)
+    client, jobs = runs_of(project, parent.info.run_id)
+    assert len(jobs) == 4 and all(j.info.status == "FINISHED" for j in jobs)
+    assert {(j.data.params["optim.lr"], j.data.params["model.hidden_sizes"]) for j in jobs} == {
+        ("1.0", "[32]"), ("1.0", "[16]"), ("0.3", "[32]"), ("0.3", "[16]"),
+    }  # fmt: skip
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["swept_params"] == "model.hidden_sizes, optim.lr"
+    best = max(jobs, key=lambda j: j.data.metrics["kept_val_accuracy"])
+    assert parent.data.params["best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_kept_val_accuracy"] == best.data.metrics["kept_val_accuracy"]
+    assert "sweep_summary.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    table = sh(project, "backprop", "runs", "--sweep", "latest").stdout.splitlines()
+    assert len(table) == 5 and "optim.lr" in table[0] and best.info.run_id in table[1]
+
+
+def test_a_failing_job_is_marked_failed_and_the_others_finish(project):
+    result = sh(
+        project, "backprop-experiment", "--multirun", "train.epochs=2", "model.activation=relu",
+        "optim.lr=0.3,1e30,0.1", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "job 1 failed: training diverged" in result.stderr
+    assert "1 job(s) failed: 1: " in result.stderr
+    parent = latest_parent(project)
+    _, jobs = runs_of(project, parent.info.run_id)
+    status = {j.data.params["optim.lr"]: j.info.status for j in jobs}
+    assert status == {"0.3": "FINISHED", "1e+30": "FAILED", "0.1": "FINISHED"}
+    failed = next(j for j in jobs if j.info.status == "FAILED")
+    assert failed.data.tags["error"].startswith("TrainingDiverged: training diverged")
+    assert parent.info.status == "FAILED"
+
+
+def test_parallel_jobs_lose_no_run_and_no_metric(tmp_path):
+    root = fresh_copy(tmp_path)
+    assert not (root / "mlflow.db").exists()  # a fresh database, created by the launcher
+    rates = ",".join(str(x / 10) for x in range(3, 11))
+    sh(
+        root, "backprop-experiment", "--multirun", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", "train.epochs=3", "train.patience=null",
+        "model.hidden_sizes=[16]", f"optim.lr={rates}",
+    )  # fmt: skip
+    parent = latest_parent(root)
+    client, jobs = runs_of(root, parent.info.run_id)
+    assert len(jobs) == 8 and all(j.info.status == "FINISHED" for j in jobs)
+    for job in jobs:
+        for metric in ("train_loss", "val_loss", "val_accuracy"):
+            steps = [m.step for m in client.get_metric_history(job.info.run_id, metric)]
+            assert sorted(steps) == [1, 2, 3], (job.info.run_name, metric, steps)
+    assert parent.data.metrics["jobs"] == 8 and parent.info.status == "FINISHED"
+
+
+def test_a_bad_override_is_one_line(project):
+    result = sh(project, "backprop-experiment", "optim.lr=-1", check=False)
+    assert result.returncode != 0
+    assert "optim.lr must be a number > 0, got -1.0" in result.stderr
