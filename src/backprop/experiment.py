@@ -23,7 +23,6 @@ figure, and the sweep exits with status 1 naming the failed jobs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from backprop.conf_store import find_conf_dir, register
+from backprop.io import exclusive_lock
 
 PARENT_RUN_ENV = "BACKPROP_SWEEP_PARENT_RUN"
 OUTPUTS = "outputs"
@@ -45,18 +45,6 @@ def cache_dir() -> Path:
     return project_root() / OUTPUTS / "cache"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (parallel jobs preparing the same data wait for one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def dataset_csv(config, cache: Path) -> Path:
     """The CSV to read: the embedded digits from the cache, or the configured file."""
     from backprop.stages.digits import write_digits
@@ -64,7 +52,7 @@ def dataset_csv(config, cache: Path) -> Path:
     if config.data.name != "digits":
         return Path(config.data.path)
     path = cache / "digits.csv"
-    with _locked(cache / "digits.lock"):
+    with exclusive_lock(cache / "digits.lock"):
         if not path.exists():
             write_digits(path)
     return path
@@ -85,7 +73,7 @@ def prepared_dir(csv: Path, config, cache: Path) -> Path:
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     out = cache / "prepared" / key
-    with _locked(cache / "prepared" / f"{key}.lock"):
+    with exclusive_lock(cache / "prepared" / f"{key}.lock"):
         if not (out / "classes.json").exists():
             preprocess(
                 csv, out, config.preprocess, config.data.label_column, config.data.drop_missing

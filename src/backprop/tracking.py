@@ -99,11 +99,26 @@ def git_state(root: Path) -> dict[str, str]:
 
 
 def connect(experiment_name: str) -> str:
-    """Point MLflow at the store and the experiment; returns the experiment id."""
+    """Point MLflow at the store and the experiment; returns the experiment id.
+
+    The first connection to a fresh SQLite file creates its tables: processes
+    doing that at once (queued DVC experiments, parallel jobs) corrupt it, so
+    they take turns on a lock file beside the database.
+    """
     mlflow = _mlflow()
 
     root = project_root()
-    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    if not uri.startswith("sqlite:///"):
+        return _experiment_id(mlflow, experiment_name, root)
+    from backprop.io import exclusive_lock
+
+    with exclusive_lock(uri.removeprefix("sqlite:///") + ".lock"):
+        return _experiment_id(mlflow, experiment_name, root)
+
+
+def _experiment_id(mlflow, experiment_name: str, root: Path) -> str:
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id
