@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 
@@ -119,3 +120,25 @@ def test_a_bad_override_is_one_line(project):
     result = sh(project, "backprop-experiment", "optim.lr=-1", check=False)
     assert result.returncode != 0
     assert "optim.lr must be a number > 0, got -1.0" in result.stderr
+
+
+def test_dvc_queue_runs_land_in_the_projects_tracking_db(tmp_path):
+    root = fresh_copy(tmp_path)
+    sh(root, "backprop", "params", "train.epochs=3", "train.patience=null")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "fast")
+    sh(root, "dvc", "exp", "run", "-S", "optim.lr=0.5,0.1", "--queue")
+    sh(root, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # bounded wait for the two workers
+        status = sh(root, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    shown = sh(root, "dvc", "exp", "show", "--md").stdout
+    assert shown.count("Success") == 2
+    client = mlflow_client(root)  # the project root's DB, not the queue's copies
+    experiment = client.get_experiment_by_name("backprop")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["optim.lr"] for r in runs) == ["0.1", "0.5"]
+    assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    assert not list((root / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
