@@ -81,21 +81,35 @@ def image_side(n_features: int) -> int | None:
     return side if side * side == n_features and side >= 4 else None
 
 
+def _mosaic(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
+    """Square images (n, side, side) tiled into one array, NaN between them.
+
+    One imshow of a mosaic draws in milliseconds; a grid of 64 subplots takes a second.
+    """
+    n, side, _ = images.shape
+    rows = math.ceil(n / cols)
+    cell = side + pad
+    out = np.full((rows * cell - pad, cols * cell - pad), np.nan)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * cell : r * cell + side, c * cell : c * cell + side] = image
+    return out
+
+
 def first_layer_weights(W: np.ndarray, max_units: int = 64) -> bytes:
     """Each first-layer unit's incoming weights (n_features,) drawn as a square image."""
     plt = _pyplot()
     side = image_side(W.shape[0])
     units = min(W.shape[1], max_units)
     cols = math.ceil(math.sqrt(units))
-    rows = math.ceil(units / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1), squeeze=False)
-    for u, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if u < units:
-            w = W[:, u].reshape(side, side)
-            bound = np.abs(w).max() or 1.0
-            ax.imshow(w, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    fig.suptitle(f"First-layer weights of {units} of {W.shape[1]} units (red +, blue -)")
+    weights = W[:, :units].T.reshape(units, side, side)
+    # Each unit on its own symmetric scale, so that weak units still show their pattern.
+    bounds = np.abs(weights).max(axis=(1, 2), keepdims=True)
+    weights = weights / np.where(bounds > 0, bounds, 1)
+    fig, ax = plt.subplots(figsize=(8, 8 * math.ceil(units / cols) / cols + 0.5))
+    ax.imshow(_mosaic(weights, cols), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"First-layer weights of {units} of {W.shape[1]} units (red +, blue -)")
     fig.tight_layout()
     return _png(fig)
 
@@ -103,20 +117,27 @@ def first_layer_weights(W: np.ndarray, max_units: int = 64) -> bytes:
 def misclassified(
     X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list, max_images: int = 36
 ) -> bytes:
-    """A grid of wrongly classified examples, titled true -> predicted."""
+    """A grid of wrongly classified examples, labelled true -> predicted."""
     plt = _pyplot()
     side = image_side(X.shape[1])
     wrong = np.flatnonzero(y_true != y_pred)[:max_images]
+    total = int((y_true != y_pred).sum())
     cols = 6
     rows = max(1, math.ceil(len(wrong) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        ax.imshow(X[i].reshape(side, side), cmap="gray_r")
-        ax.set_title(f"{classes[y_true[i]]} -> {classes[y_pred[i]]}", fontsize=9)
-    total = int((y_true != y_pred).sum())
+    fig, ax = plt.subplots(figsize=(cols * 1.4, rows * 1.6 + 0.6))
+    ax.axis("off")
     fig.suptitle(f"Misclassified test examples ({len(wrong)} of {total}): true -> predicted")
+    if len(wrong):
+        pad = max(2, side // 2)  # room for the labels below each image
+        images = X[wrong].reshape(-1, side, side)
+        mosaic = _mosaic(images, cols, pad)
+        mosaic = np.vstack([mosaic, np.full((pad, mosaic.shape[1]), np.nan)])
+        ax.imshow(mosaic, cmap="gray_r", interpolation="nearest")
+        for k, i in enumerate(wrong):
+            r, c = divmod(k, cols)
+            ax.text(c * (side + pad) + side / 2, r * (side + pad) + side - 0.3,
+                    f"{classes[y_true[i]]} -> {classes[y_pred[i]]}",
+                    ha="center", va="top", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return _png(fig)
 
