@@ -80,7 +80,14 @@ def test_failed_run_leaves_the_previous_outputs_intact(tmp_path):
     (tmp_path / "input.csv").write_text(good)
     assert run(tmp_path, "preprocess", "input.csv", "out").returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    assert sorted(before) == ["classes.json", "scaler.json", "test.npz", "train.npz", "val.npz"]
+    assert sorted(before) == [
+        "classes.json",
+        "scaler.json",
+        "source.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
     (tmp_path / "input.csv").write_text(good + "1,oops,3\n")
     assert run(tmp_path, "preprocess", "input.csv", "out").returncode == 2
     after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
