@@ -1,18 +1,23 @@
 # `make test` and `make bench` create .venv on first use and reinstall when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
+# Optional extras too, e.g. `make test EXTRAS=dev,ray,postgres` (CI does).
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 
 .PHONY: install test lint format bench gradcheck explain clean repro params
 # DVC runs the stage commands (`backprop ...`) through the shell: the venv comes first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-install: $(VENV)/.installed
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-$(VENV)/.installed: pyproject.toml
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 # Run the pipeline on the embedded digits (or whatever params.yaml says) and show the test accuracy.

@@ -26,3 +26,33 @@ def chromium():
             pytest.fail("chromium is not installed, but CI must run the browser tests")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture
+def ray_launcher():
+    """hydra-ray-launcher, from the `ray` extra. CI installs it."""
+    try:
+        import hydra_plugins.hydra_ray_launcher  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("hydra-ray-launcher is not installed, but CI must run the Ray test")
+        pytest.skip("hydra-ray-launcher is not installed (pip install -e '.[ray]')")
+
+
+POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
+
+
+@pytest.fixture
+def postgres_tools():
+    """PostgreSQL's server programs and the psycopg2 driver (the `postgres` extra)."""
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("psycopg2 is not installed, but CI must run the tracking-server test")
+        pytest.skip("psycopg2 is not installed (pip install -e '.[postgres]')")
+    if not os.path.exists(f"{POSTGRES_BIN}/initdb"):
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not in {POSTGRES_BIN}, but CI must run this test")
+        pytest.skip(f"PostgreSQL is not in {POSTGRES_BIN}")
+    return POSTGRES_BIN

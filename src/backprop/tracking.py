@@ -110,19 +110,19 @@ def connect(experiment_name: str) -> str:
     root = project_root()
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
-    if not uri.startswith("sqlite:///"):
-        return _experiment_id(mlflow, experiment_name, root)
+    if not uri.startswith("sqlite:///"):  # a tracking server keeps its own artifact store
+        return _experiment_id(mlflow, experiment_name, None)
     from backprop.io import exclusive_lock
 
     with exclusive_lock(uri.removeprefix("sqlite:///") + ".lock"):
-        return _experiment_id(mlflow, experiment_name, root)
+        return _experiment_id(mlflow, experiment_name, root / "mlartifacts")
 
 
-def _experiment_id(mlflow, experiment_name: str, root: Path) -> str:
+def _experiment_id(mlflow, experiment_name: str, artifacts_dir: Path | None) -> str:
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id
-    artifacts = (root / "mlartifacts").as_uri()
+    artifacts = artifacts_dir.as_uri() if artifacts_dir is not None else None
     try:
         return mlflow.create_experiment(experiment_name, artifact_location=artifacts)
     except Exception:  # created meanwhile by a parallel job

@@ -1,0 +1,140 @@
+"""Beyond one machine's SQLite: a sweep on Ray, and tracking into an MLflow server on PostgreSQL.
+
+Both run for real here: a local Ray instance, and a PostgreSQL server that the
+test initialises and starts on 127.0.0.1 (as the `postgres` user, which it
+must be), behind `mlflow server`.  Every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from helpers import fresh_copy, sh
+
+SWEEP = ["train.epochs=2", "train.patience=null", "model.hidden_sizes=[16]"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def sweep_jobs(client, experiment_name: str = "backprop"):
+    experiment = client.get_experiment_by_name(experiment_name)
+    parent = client.search_runs(
+        [experiment.experiment_id], "tags.sweep = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )[0]  # fmt: skip
+    jobs = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    return parent, jobs
+
+
+def test_a_sweep_on_a_local_ray_instance(ray_launcher, tmp_path):
+    import mlflow
+
+    root = fresh_copy(tmp_path)
+    result = sh(
+        root, "backprop-experiment", "--multirun", "hydra/launcher=ray_local", *SWEEP,
+        "optim.lr=1.0,0.3",
+    )  # fmt: skip
+    assert "Started a local Ray instance" in result.stderr + result.stdout
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    parent, jobs = sweep_jobs(client)
+    assert parent.info.status == "FINISHED" and len(jobs) == 2
+    assert sorted(j.data.params["optim.lr"] for j in jobs) == ["0.3", "1.0"]
+    assert all(j.info.status == "FINISHED" and "test_accuracy" in j.data.metrics for j in jobs)
+
+
+@contextlib.contextmanager
+def postgres_server(bin_dir: str) -> str:
+    """A throw-away PostgreSQL on 127.0.0.1; yields its URI for a database `mlflow`."""
+    folder = Path(tempfile.mkdtemp(prefix="backprop-pg-", dir="/tmp"))
+    data = folder / "data"
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    try:
+        shutil.chown(folder, "postgres")
+        subprocess.run([*as_postgres, f"{bin_dir}/initdb", "-D", str(data), "-A", "trust"],
+                       check=True, capture_output=True)  # fmt: skip
+        options = f"-k {data} -c listen_addresses=127.0.0.1 -p {port}"
+        start = [f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(data / "log")]
+        subprocess.run([*as_postgres, *start, "-w", "start"], check=True, capture_output=True)
+        try:
+            subprocess.run([*as_postgres, f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p",
+                            str(port), "mlflow"], check=True, capture_output=True)  # fmt: skip
+            yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+        finally:
+            subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast",
+                            "-w", "stop"], capture_output=True)  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, artifacts: Path) -> str:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
+         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", 120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_tools, tmp_path):
+    import mlflow
+
+    root = fresh_copy(tmp_path / "project")
+    with (
+        postgres_server(postgres_tools) as database,
+        mlflow_server(database, tmp_path / "artifacts") as uri,
+    ):
+        sh(root, "backprop-experiment", "--multirun", *SWEEP, "optim.lr=1.0,0.5,0.3,0.1",
+           MLFLOW_TRACKING_URI=uri)  # fmt: skip
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        parent, jobs = sweep_jobs(client)
+        assert parent.info.status == "FINISHED" and parent.data.metrics["jobs"] == 4
+        assert len(jobs) == 4
+        for job in jobs:
+            assert job.info.status == "FINISHED"
+            for metric in ("train_loss", "val_loss", "val_accuracy"):
+                history = client.get_metric_history(job.info.run_id, metric)
+                assert sorted(m.step for m in history) == [1, 2]
+            assert "model" in {a.path for a in client.list_artifacts(job.info.run_id)}
+    assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite file
