@@ -16,7 +16,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from pathlib import Path
+
+import pandas as pd
 
 from helpers import fresh_copy, sh
 
@@ -89,7 +92,8 @@ def postgres_server(bin_dir: str) -> str:
         try:
             subprocess.run([*as_postgres, f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p",
                             str(port), "mlflow"], check=True, capture_output=True)  # fmt: skip
-            yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+            # SQLAlchemy 2.1 takes postgresql:// as psycopg 3; the extra installs psycopg2.
+            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
         finally:
             subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast",
                             "-w", "stop"], capture_output=True)  # fmt: skip
@@ -98,15 +102,20 @@ def postgres_server(bin_dir: str) -> str:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend: str, artifacts: Path) -> str:
+def mlflow_server(backend: str, artifacts: Path, log: Path) -> str:
     port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
-         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+             backend, "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
+             "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
-        wait_for(f"http://127.0.0.1:{port}/health", 120)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/health", 120)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; its log ends:\n{log.read_text()[-3000:]}") from None
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -123,7 +132,7 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
     root = fresh_copy(tmp_path / "project")
     with (
         postgres_server(postgres_tools) as database,
-        mlflow_server(database, tmp_path / "artifacts") as uri,
+        mlflow_server(database, tmp_path / "artifacts", tmp_path / "server.log") as uri,
     ):
         sh(root, "backprop-experiment", "--multirun", *SWEEP, "optim.lr=1.0,0.5,0.3,0.1",
            MLFLOW_TRACKING_URI=uri)  # fmt: skip
@@ -136,5 +145,12 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
             for metric in ("train_loss", "val_loss", "val_accuracy"):
                 history = client.get_metric_history(job.info.run_id, metric)
                 assert sorted(m.step for m in history) == [1, 2]
-            assert "model" in {a.path for a in client.list_artifacts(job.info.run_id)}
+            assert "model_files" in {a.path for a in client.list_artifacts(job.info.run_id)}
+        # The pyfunc model comes back through the server's artifact proxy.
+        mlflow.set_tracking_uri(uri)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = mlflow.pyfunc.load_model(f"runs:/{jobs[0].info.run_id}/model")
+        rows = pd.read_csv(root / "outputs/cache/digits.csv", nrows=5).drop(columns=["label"])
+        assert list(model.predict(rows).columns[:2]) == ["label", "proba_0"]
     assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite file
