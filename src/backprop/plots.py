@@ -47,7 +47,8 @@ def training_curves(
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
     ax_loss.legend()
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
-    fig.tight_layout()
+    # Fixed margins: tight_layout would cost a third of the figure's time, in every sweep job.
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.91, wspace=0.25)
     return _png(fig)
 
 

@@ -110,12 +110,21 @@ def connect(experiment_name: str) -> str:
     root = project_root()
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    known = _EXPERIMENTS.get((uri, experiment_name))
+    if known is not None:
+        return known
     if not uri.startswith("sqlite:///"):  # a tracking server keeps its own artifact store
-        return _experiment_id(mlflow, experiment_name, None)
-    from backprop.io import exclusive_lock
+        experiment_id = _experiment_id(mlflow, experiment_name, None)
+    else:
+        from backprop.io import exclusive_lock
 
-    with exclusive_lock(uri.removeprefix("sqlite:///") + ".lock"):
-        return _experiment_id(mlflow, experiment_name, root / "mlartifacts")
+        with exclusive_lock(uri.removeprefix("sqlite:///") + ".lock"):
+            experiment_id = _experiment_id(mlflow, experiment_name, root / "mlartifacts")
+    _EXPERIMENTS[(uri, experiment_name)] = experiment_id
+    return experiment_id
+
+
+_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (tracking URI, name) -> id, once per process
 
 
 def _experiment_id(mlflow, experiment_name: str, artifacts_dir: Path | None) -> str:
