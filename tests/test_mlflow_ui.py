@@ -7,41 +7,16 @@ Debian's chromium with Playwright, and stops every process it started.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import fresh_copy, mlflow_client, sh
+from helpers import fresh_copy, mlflow_client, mlflow_service, sh
 
 BROWSER_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +28,10 @@ def sweep_db(tmp_path_factory):
 
 
 @pytest.fixture
-def mlflow_ui(sweep_db):
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri",
-         f"sqlite:///{sweep_db / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/", 120)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the UI starts a tree of worker processes
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+def mlflow_ui(sweep_db, tmp_path):
+    backend = f"sqlite:///{sweep_db / 'mlflow.db'}"
+    with mlflow_service(["ui", "--backend-store-uri", backend], "/", tmp_path / "ui.log") as url:
+        yield url
 
 
 def test_runs_page_and_compare_view_show_the_sweep(sweep_db, mlflow_ui, chromium, tmp_path):

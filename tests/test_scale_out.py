@@ -8,43 +8,17 @@ must be), behind `mlflow server`.  Every process started is stopped.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from helpers import fresh_copy, sh
+from helpers import free_port, fresh_copy, mlflow_service, sh
 
 SWEEP = ["train.epochs=2", "train.patience=null", "model.hidden_sizes=[16]"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 def sweep_jobs(client, experiment_name: str = "backprop"):
@@ -101,29 +75,9 @@ def postgres_server(bin_dir: str) -> str:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def mlflow_server(backend: str, artifacts: Path, log: Path) -> str:
-    port = free_port()
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-             backend, "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        try:
-            wait_for(f"http://127.0.0.1:{port}/health", 120)
-        except AssertionError as err:
-            raise AssertionError(f"{err}; its log ends:\n{log.read_text()[-3000:]}") from None
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+def mlflow_server(backend: str, artifacts: Path, log: Path):
+    args = ["server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts)]
+    return mlflow_service(args, "/health", log)
 
 
 def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_tools, tmp_path):
