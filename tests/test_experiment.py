@@ -142,3 +142,17 @@ def test_dvc_queue_runs_land_in_the_projects_tracking_db(tmp_path):
     assert sorted(r.data.params["optim.lr"] for r in runs) == ["0.1", "0.5"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
     assert not list((root / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
+
+
+def test_a_missing_csv_is_one_line_and_a_failed_run(project):
+    result = sh(project, "backprop-experiment", "data=csv", "data.path=nope.csv", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "backprop-experiment: error: nope.csv: file not found; check data.path"
+    )
+    client = mlflow_client(project)
+    experiment = client.get_experiment_by_name("backprop")
+    newest = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
+    assert newest.info.status == "FAILED" and "nope.csv" in newest.data.tags["error"]

@@ -62,9 +62,12 @@ def prepared_dir(csv: Path, config, cache: Path) -> Path:
     """Preprocessed splits for (file content, settings), made once and then reused."""
     from dataclasses import asdict
 
+    from backprop.data import DataError
     from backprop.io import file_digest
     from backprop.stages.preprocess import preprocess
 
+    if not csv.is_file():
+        raise DataError(f"{csv}: file not found; check data.path")
     settings = {
         "file": file_digest(csv),
         "label_column": config.data.label_column,
@@ -92,14 +95,14 @@ def run_pipeline(
     from backprop.io import atomic_write_text
     from backprop.runner import tracked_evaluate, tracked_train
 
-    cache = cache_dir()
-    csv = dataset_csv(config, cache)
-    prepared = str(prepared_dir(csv, config, cache))
     params_file = job_dir / "params.yaml"
     atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
     with tracking.pipeline_run(
         config.experiment_name, parent_run_id=parent_run_id, run_name=run_name
-    ) as run:
+    ) as run:  # opened first, so that a job failing on its data is a FAILED run too
+        cache = cache_dir()
+        csv = dataset_csv(config, cache)
+        prepared = str(prepared_dir(csv, config, cache))
         trained = tracked_train(
             config, params, str(params_file), prepared, str(job_dir / "model"),
             str(job_dir / "reports"), show_progress,
@@ -150,11 +153,16 @@ def task(cfg) -> float:
                 config, params, job_dir, os.environ.get(PARENT_RUN_ENV),
                 run_name=_run_name(hc) if multirun else None, show_progress=not multirun,
             )  # fmt: skip
-    except (*user_errors(), ValueError) as err:
+    except Exception as err:
+        mistake = isinstance(err, (*user_errors(), ValueError))
         if not multirun:
+            if not mistake:
+                raise  # a bug in this code: its traceback
             print(f"backprop-experiment: error: {err}", file=sys.stderr)
             sys.exit(2)
-        print(f"backprop-experiment: {name} failed: {err}", file=sys.stderr)
+        # In a sweep the other jobs go on; the job's MLflow run is already FAILED.
+        kind = "" if mistake else f"{type(err).__name__}: "
+        print(f"backprop-experiment: {name} failed: {kind}{err}", file=sys.stderr)
         return math.nan
     kept = result["kept_val_accuracy"]
     shown = f"validation accuracy {kept:.4f}, " if kept is not None else ""
