@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import fresh_copy  # noqa: E402
+from bench_pipeline import fresh_copy, run  # noqa: E402
 
 RATES = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
 
@@ -34,14 +32,7 @@ def sweep(root: Path, epochs: int, parallel: bool) -> float:
             f"optim.lr={','.join(map(str, RATES))}"]  # fmt: skip
     if parallel:
         args[2:2] = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    start = time.perf_counter()
-    result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"the sweep failed:\n{result.stdout}{result.stderr}")
-    return seconds
+    return run(root, *args)
 
 
 def job_starts(root: Path) -> list[float]:

@@ -202,9 +202,27 @@ def log_training_start(params: dict[str, Any], source: dict | None, params_file:
                 name=Path(source["path"]).name,
                 digest=source["sha256"][:16],
             )
-            mlflow.log_input(dataset, context="training", tags={"rows": str(source["rows"])})
+            _log_input_once(mlflow, dataset, {"rows": str(source["rows"])})
     mlflow.set_tags(tags)
     mlflow.log_artifact(params_file, artifact_path="config")
+
+
+def _log_input_once(mlflow, dataset, tags: dict[str, str], attempts: int = 5) -> None:
+    """``mlflow.log_input``, retried: parallel jobs logging the same dataset race to create
+    its row (SQLite store: "UNIQUE constraint failed: datasets..."); the loser finds it
+    on the next attempt."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context="training", tags=tags)
+            return
+        except MlflowException as err:
+            if "UNIQUE constraint" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_epoch(metrics) -> None:
