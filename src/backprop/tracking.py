@@ -53,8 +53,9 @@ def project_root(start: Path | None = None) -> Path:
     """The folder holding dvc.yaml, outside any ``.dvc/tmp/exps`` copy."""
     here = (start or Path.cwd()).resolve()
     parts = here.parts
-    if ".dvc" in parts:  # a queued experiment runs in <root>/.dvc/tmp/exps/...
-        return Path(*parts[: parts.index(".dvc")])
+    for i in range(len(parts) - 2):  # a queued experiment runs in <root>/.dvc/tmp/exps/...
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file():
             return folder
