@@ -18,11 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def sh(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    """Run a command with the project's venv first on PATH, as `make repro` does."""
+def venv_env(**env: str) -> dict[str, str]:
+    """The environment with the project's venv first on PATH, as `make repro` has it."""
     environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}
     if "MLFLOW_TRACKING_URI" not in env:
         environment.pop("MLFLOW_TRACKING_URI", None)
+    return environment
+
+
+def sh(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run a command with the project's venv first on PATH, as `make repro` does."""
+    environment = venv_env(**env)
     result = subprocess.run(args, cwd=cwd, env=environment, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -97,3 +103,18 @@ def mlflow_service(args: list[str], ready_path: str, log: Path) -> Iterator[str]
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def kill_processes_in(folder: Path) -> None:
+    """SIGKILL every process whose working directory is inside ``folder`` (left-over workers)."""
+    folder = folder.resolve()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import subprocess
 import time
 
 import pytest
 
-from helpers import fresh_copy, mlflow_client, sh
+from helpers import fresh_copy, kill_processes_in, mlflow_client, sh, venv_env
 
 FAST = ["train.epochs=4", "train.patience=null"]
 
@@ -127,13 +129,28 @@ def test_dvc_queue_runs_land_in_the_projects_tracking_db(tmp_path):
     sh(root, "backprop", "params", "train.epochs=3", "train.patience=null")
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "fast")
     sh(root, "dvc", "exp", "run", "-S", "optim.lr=0.5,0.1", "--queue")
-    sh(root, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # bounded wait for the two workers
-        status = sh(root, "dvc", "queue", "status").stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    # DVC's workers may linger after the queue is empty, holding any pipe they were given:
+    # start them with no pipes, poll the queue, then stop them.
+    starter = subprocess.Popen(
+        ["dvc", "queue", "start", "-j", "2"], cwd=root, env=venv_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        status = ""
+        while time.monotonic() < deadline:
+            status = sh(root, "dvc", "queue", "status").stdout
+            if status.count("Success") + status.count("Failed") >= 2:
+                break
+            time.sleep(2)
+        assert status.count("Success") == 2, status
+    finally:
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            stop = ["dvc", "queue", "stop", "--kill"]
+            subprocess.run(stop, cwd=root, env=venv_env(), timeout=60, **quiet)
+        kill_processes_in(root)
+        starter.wait(timeout=30)
     shown = sh(root, "dvc", "exp", "show", "--md").stdout
     assert shown.count("Success") == 2
     client = mlflow_client(root)  # the project root's DB, not the queue's copies
