@@ -140,9 +140,9 @@ def _train(args: argparse.Namespace) -> int:
     except (*user_errors(), ValueError) as err:
         raise UserError(str(err)) from None
     history = trained.history
-    last = history.epochs[-1]
     kept = f" (kept epoch {history.best_epoch})" if history.best_epoch else ""
-    val = f", validation accuracy {last.val_accuracy:.4f}" if last.val_accuracy is not None else ""
+    accuracy = history.kept().val_accuracy  # of the weights written, not of the last epoch
+    val = f", validation accuracy {accuracy:.4f}" if accuracy is not None else ""
     print(
         f"trained {len(history.epochs)} epochs{kept}{val} -> {args.model_dir}; "
         f"MLflow run {run.info.run_id}"
