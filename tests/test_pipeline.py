@@ -78,7 +78,7 @@ def test_the_run_is_tracked_in_mlflow(project):
     assert run.data.tags["git_commit"] != "unknown" and len(run.data.tags["dataset_digest"]) == 64
     assert run.inputs.dataset_inputs[0].dataset.name == "digits.csv"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config", "data", "model_files", "reports"} <= top
+    assert {"config", "reports"} <= top
     reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert {"reports/metrics.json", "reports/dvc.lock", "reports/training.png"} <= reports
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "reports/figures")}

@@ -99,7 +99,8 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
             for metric in ("train_loss", "val_loss", "val_accuracy"):
                 history = client.get_metric_history(job.info.run_id, metric)
                 assert sorted(m.step for m in history) == [1, 2]
-            assert "model_files" in {a.path for a in client.list_artifacts(job.info.run_id)}
+        models = client.search_logged_models([parent.info.experiment_id])
+        assert sorted(m.source_run_id for m in models) == sorted(j.info.run_id for j in jobs)
         # The pyfunc model comes back through the server's artifact proxy.
         mlflow.set_tracking_uri(uri)
         with warnings.catch_warnings():

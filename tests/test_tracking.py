@@ -30,3 +30,33 @@ def test_params_are_flattened_to_dotted_keys():
         "train.patience": "null",
         "experiment_name": "x",
     }
+
+
+def test_epoch_metrics_are_sent_in_batches_and_all_arrive(tmp_path, monkeypatch):
+    import mlflow
+
+    from backprop.tracking import EpochLog, connect
+    from backprop.training import EpochMetrics
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    experiment_id = connect("epochs")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+
+    def epoch(n: int) -> EpochMetrics:
+        return EpochMetrics(epoch=n, train_loss=1 / n, val_loss=2 / n, val_accuracy=0.5,
+                            learning_rate=0.1, seconds=0.01)  # fmt: skip
+
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        batched = EpochLog(interval=3600)
+        for n in range(1, 6):
+            batched.add(epoch(n))
+        assert client.get_metric_history(run.info.run_id, "train_loss") == []  # held back
+        batched.flush()
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert [(m.step, m.value) for m in history] == [(n, 2 / n) for n in range(1, 6)]
+
+        at_once = EpochLog(interval=0)
+        at_once.add(epoch(6))  # an interval of 0 sends every epoch as it comes
+        assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == 6

@@ -7,6 +7,7 @@ same things whichever way it was started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -30,9 +31,10 @@ def tracked_train(
     if params is not None:
         tracking.log_training_start(params, source_of(prepared_dir), params_file)
     progress = progress_bar(config.train.epochs, show_progress)  # its clock starts here
+    epochs = tracking.EpochLog()
 
     def on_epoch(metrics) -> None:
-        tracking.log_epoch(metrics)
+        epochs.add(metrics)
         progress.update(1)
         shown = {"loss": f"{metrics.train_loss:.4f}"}
         if metrics.val_accuracy is not None:
@@ -41,15 +43,19 @@ def tracked_train(
 
     try:
         trained = train_model(prepared_dir, model_dir, reports_dir, config, callback=on_epoch)
-    finally:
+    except BaseException:
         progress.close()
+        with contextlib.suppress(Exception):  # the epochs of a run that failed or was stopped
+            epochs.flush()
+        raise
+    progress.close()
+    epochs.flush()
     kept = trained.history.kept().val_accuracy
     if kept is not None:  # the validation accuracy of the weights kept, to rank runs by
         tracking.log_metric("kept_val_accuracy", kept)
     tracking.log_trained_model(
         model_dir,
         [os.path.join(reports_dir, HISTORY_FILE), os.path.join(reports_dir, CURVES_FILE)],
-        prepared_dir,
         input_example(trained.prepared),
         trained.history.best_epoch,
     )
