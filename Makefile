@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 .PHONY: install test lint format bench gradcheck explain clean repro params
 # DVC runs the stage commands (`backprop ...`) through the shell: the venv comes first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# MLflow 3 posts usage telemetry from every process; nothing here goes to the network.
+export MLFLOW_DISABLE_TELEMETRY := true
 
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

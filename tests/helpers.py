@@ -20,7 +20,12 @@ BIN = Path(sys.executable).parent
 
 def venv_env(**env: str) -> dict[str, str]:
     """The environment with the project's venv first on PATH, as `make repro` has it."""
-    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}
+    environment = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow ui/server/serve: no calls home
+        **env,
+    }
     if "MLFLOW_TRACKING_URI" not in env:
         environment.pop("MLFLOW_TRACKING_URI", None)
     return environment
