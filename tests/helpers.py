@@ -83,17 +83,21 @@ def wait_for(url: str, seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_service(args: list[str], ready_path: str, log: Path) -> Iterator[str]:
+def mlflow_service(
+    args: list[str], ready_path: str, log: Path, cwd: Path | None = None, **env: str
+) -> Iterator[str]:
     """``mlflow <args> --host 127.0.0.1 --port P`` until the block ends; yields its URL.
 
-    The server starts a tree of worker processes: the whole process group is stopped.
+    It runs with the venv first on PATH (``mlflow models serve`` starts ``uvicorn``) and
+    starts a tree of worker processes: the whole process group is stopped.
     """
     port = free_port()
     command = [str(BIN / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
         server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=cwd, env=venv_env(**env),
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         try:

@@ -163,6 +163,8 @@ def test_train_shows_a_progress_bar_on_a_terminal_only(prepared, tmp_path):
 def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
     import dataclasses
 
+    import pandas as pd
+
     from backprop.runner import input_example as _input_example
     from backprop.stages.preprocess import load_prepared
 
@@ -170,6 +172,8 @@ def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
     assert p.source["rows"] == 1797 and len(p.source["sha256"]) == 64
     from_csv = _input_example(p)
     assert list(from_csv.columns) == p.feature_names and from_csv.dtypes.iloc[0].kind == "i"
+    raw = pd.read_csv(p.source["path"], nrows=5)[p.feature_names]
+    assert (from_csv.to_numpy() == raw.to_numpy()).all()  # the CSV's first rows
     gone = dataclasses.replace(p, source={**p.source, "path": "/nonexistent.csv"})
     unscaled = _input_example(gone)
     assert list(unscaled.columns) == p.feature_names and unscaled.shape == (5, 64)

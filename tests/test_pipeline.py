@@ -101,7 +101,7 @@ def test_the_logged_model_turns_raw_rows_into_labels(project):
     assert (predicted["label"] == rows["label"]).mean() > 0.5  # 4 epochs: far above chance
     assert predicted.filter(like="proba_").sum(axis=1).round(4).eq(1).all()
     # The same as the model folder of the pipeline, scaling included.
-    from backprop.serving import Predictor
+    from backprop.predictor import Predictor
 
     local = Predictor(str(root / "data/model")).predict(rows.drop(columns=["label"]))
     assert predicted["label"].tolist() == local["label"].tolist()
@@ -186,3 +186,18 @@ def test_a_failing_stage_marks_its_run_failed(project, tmp_path):
     _, runs = mlflow_runs(root)
     assert runs[-1].info.status == "FAILED"
     assert "TrainingDiverged" in runs[-1].data.tags["error"]
+
+
+def test_the_registry_flag_reruns_only_evaluate_which_registers_the_model(project):
+    root, _, _ = project
+    sh(root, "backprop", "params", *FAST, "registered_model_name=pipeline-mlp")
+    try:
+        result = sh(root, "dvc", "repro")
+        ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+        assert ran == ["Running stage 'evaluate':"]
+        assert "as models:/pipeline-mlp/1" in result.stdout
+        client, runs = mlflow_runs(root)
+        version = client.get_model_version("pipeline-mlp", "1")
+        assert version.run_id == (root / "data/.mlflow-run").read_text().strip()
+    finally:
+        sh(root, "backprop", "params", *FAST)

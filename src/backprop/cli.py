@@ -116,9 +116,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from backprop.config import ConfigError
     from backprop.data import DataError
     from backprop.io import ModelFileError
+    from backprop.tracking import TrackingError
     from backprop.training import TrainingDiverged
 
-    return (ConfigError, DataError, ModelFileError, TrainingDiverged)
+    return (ConfigError, DataError, ModelFileError, TrackingError, TrainingDiverged)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -167,6 +168,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}, "
         f"macro F1 {test['macro_f1']:.4f} (MLflow run {run.info.run_id})"
     )
+    if config.registered_model_name:
+        _register(argparse.Namespace(run_id=run.info.run_id, name=config.registered_model_name))
     return 0
 
 
@@ -182,6 +185,66 @@ def _runs(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     print(format_table(rows))
     return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from backprop.predict import model_folder, predict_csv
+    from backprop.predictor import InputError
+
+    if args.output is not None and os.path.abspath(args.output) == os.path.abspath(args.input):
+        raise UserError(f"{args.output}: the output would overwrite the input; pick another -o")
+    try:
+        with model_folder(args.model) as folder:
+            summary = predict_csv(folder, args.input, args.output, args.chunk_rows)
+    except (*user_errors(), InputError) as err:
+        raise UserError(str(err)) from None
+    where = f" -> {args.output}" if args.output else ""
+    line = f"predicted {summary.rows} rows{where}"
+    if summary.accuracy is not None:
+        line += f"; accuracy {summary.accuracy:.4f} ({summary.correct} of {summary.rows} right)"
+        if summary.unknown_labels:
+            line += f"; {summary.unknown_labels} rows have a label the model was not trained on"
+    print(line, file=sys.stderr if args.output is None else sys.stdout)
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from backprop import tracking
+
+    try:
+        version = tracking.register_model(args.run_id, args.name)
+    except user_errors() as err:
+        raise UserError(str(err)) from None
+    print(f"registered the model of run {args.run_id} as models:/{args.name}/{version}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from backprop.reproduce import reproduce
+
+    try:
+        r = reproduce(args.run_id)
+    except user_errors() as err:
+        raise UserError(str(err)) from None
+    if r.code_note:
+        print(f"note: {r.code_note}")
+    print(f"reproduced run {r.original_run_id} as run {r.run_id} (outputs in {r.outputs})")
+    short = r.sha256[:16]
+    if r.original_sha256 is None:
+        print(f"  weights SHA-256: {short}... (the original run recorded none to compare)")
+    elif r.same_weights:
+        print(f"  weights SHA-256: identical ({short}...)")
+    else:
+        print(f"  weights SHA-256: DIFFER (was {r.original_sha256[:16]}..., now {short}...)")
+    if r.metric_changes:
+        shown = ", ".join(f"{k} {a:.6g} -> {b if b is None else format(b, '.6g')}"
+                          for k, (a, b) in sorted(r.metric_changes.items()))  # fmt: skip
+        print(f"  test metrics: DIFFER ({shown})")
+    else:
+        accuracy = r.test_metrics.get("test_accuracy")
+        print(f"  test metrics: identical (test accuracy {accuracy:.4f})")
+    print("bit-identical" if r.identical else "NOT identical")
+    return 0 if r.identical else 1
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -202,6 +265,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -330,6 +403,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports_dir", metavar="REPORTS_DIR")
     p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
     p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser(
+        "predict",
+        help="labels and class probabilities for the rows of a CSV",
+        description="Predict every row of INPUT.csv (the training layout: a header naming the "
+        "feature columns, in any order, and optionally the label column) with MODEL: a model "
+        "folder written by `backprop train` (such as data/model) or an MLflow model URI "
+        "(runs:/<run id>/model, models:/<name>/<version>; tracking store MLFLOW_TRACKING_URI, "
+        "else ./mlflow.db). The stored min-max scaler is applied. Writes a CSV with the "
+        "predicted label and one proba_<class> column per class, row for row, to -o (whole or "
+        "not at all) or to standard output; with labels in the input it reports the accuracy. "
+        "Reads and writes in chunks, so files larger than memory work.",
+    )
+    p.add_argument("model", metavar="MODEL", help="model folder or MLflow model URI")
+    p.add_argument("input", metavar="INPUT.csv", help="rows to predict")
+    p.add_argument("-o", "--output", metavar="FILE", help="output CSV (default: standard output)")
+    p.add_argument(
+        "--chunk-rows", type=_positive_int, default=10_000, help="rows per chunk (default 10000)"
+    )
+    p.set_defaults(run=_predict)
+
+    p = commands.add_parser(
+        "register",
+        help="register a run's model in MLflow's model registry",
+        description="Add the model logged by run RUN_ID as a new version of the registered "
+        "model NAME (created if needed), so that models:/NAME/<version> works for "
+        "`backprop predict` and `mlflow models serve`. Setting registered_model_name in "
+        "conf/ does the same at the end of every pipeline run. Tracking store: "
+        "MLFLOW_TRACKING_URI, else ./mlflow.db.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(run=_register)
+
+    p = commands.add_parser(
+        "reproduce",
+        help="train a tracked run again and compare the result",
+        description="Read the composed config logged by MLflow run RUN_ID, check that the data "
+        "has the SHA-256 the run recorded (refusing otherwise), run data -> preprocess -> "
+        "train -> evaluate again (outputs under outputs/reproductions/, a new MLflow run "
+        "tagged reproduces=RUN_ID) and report whether the weights' SHA-256 and the test "
+        "metrics equal the original's. Exit status 0 if they do, 1 if not.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.set_defaults(run=_reproduce)
 
     p = commands.add_parser(
         "runs",

@@ -216,6 +216,9 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainingConfig = field(default_factory=TrainingConfig)
+    # Register each finished pipeline run's model under this name in MLflow's model
+    # registry (a sweep registers its best job's); null: do not register.
+    registered_model_name: str | None = None
     conf_digest: str = ""  # digest of conf/*.yaml when params.yaml was composed
 
     def __post_init__(self):
@@ -224,6 +227,13 @@ class PipelineConfig:
             "experiment_name",
             "a non-empty name",
             self.experiment_name,
+        )
+        _need(
+            self.registered_model_name is None
+            or (isinstance(self.registered_model_name, str) and self.registered_model_name.strip()),
+            "registered_model_name",
+            "a non-empty name or null",
+            self.registered_model_name,
         )
 
     def train_config(self) -> TrainConfig:
@@ -305,6 +315,7 @@ def pipeline_config(params: dict[str, Any], source: str) -> PipelineConfig:
     try:
         return PipelineConfig(
             experiment_name=params.get("experiment_name", "backprop"),
+            registered_model_name=params.get("registered_model_name"),
             conf_digest=str(params.get("conf_digest") or ""),
             **sections,
         )

@@ -83,7 +83,7 @@ def read_labelled_csv(
     warning, instead of refused.
     """
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path)
     label = _label_column(path, header, label_column)
     features = [name for name in header if name != label]
     if not features:
@@ -170,6 +170,31 @@ def decode_labels(indices: np.ndarray, classes: list[Any]) -> np.ndarray:
     return np.asarray(classes, dtype=object)[np.asarray(indices)]
 
 
+def label_indices(labels: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Indices into ``classes`` of raw labels read as text (n,); -1 for an unknown label.
+
+    Read as :func:`encode_labels` reads them: with numeric classes ``"3"`` and
+    ``"3.0"`` are the class 3.
+    """
+    values = np.asarray(labels, dtype=object)
+    numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+    if numeric:
+        lookup = {float(c): i for i, c in enumerate(classes)}
+
+        def key(v: Any) -> Any:
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return None
+    else:
+        lookup = {str(c): i for i, c in enumerate(classes)}
+
+        def key(v: Any) -> Any:
+            return str(v).strip()
+
+    return np.array([lookup.get(key(v), -1) for v in values], dtype=np.int64)
+
+
 def _as_numbers(values: np.ndarray) -> np.ndarray | None:
     try:
         numbers = np.array([float(v) for v in values], dtype=np.float64)
@@ -190,7 +215,7 @@ def _plain(value: Any) -> Any:
 # -- the header -----------------------------------------------------------------
 
 
-def _read_header(path: Path) -> list[str]:
+def read_header(path: Path) -> list[str]:
     try:
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
@@ -246,7 +271,7 @@ def _parse(path: Path, header: list[str], label: str, features: list[str], drop_
     The fast pass is pandas' own type inference with NA detection off, the
     speed of a plain ``read_csv``: integer pixels parse as integers, which is
     quicker than parsing them as floats.  Any empty, NA or non-numeric cell then
-    leaves its column non-numeric, and :func:`_first_bad_cell` names the cell;
+    leaves its column non-numeric, and :func:`first_bad_cell` names the cell;
     with ``drop_missing`` a second pass reads NA cells as NaN for the caller
     to drop.
     """
@@ -258,14 +283,14 @@ def _parse(path: Path, header: list[str], label: str, features: list[str], drop_
     except UnicodeDecodeError:
         problem = DataError(f"{path}: not UTF-8 text; save the CSV as UTF-8")
     except pd.errors.ParserError as err:
-        problem = DataError(f"{path}: {_ragged_message(str(err), len(header))}")
+        problem = DataError(f"{path}: {ragged_message(str(err), len(header))}")
     if problem is not None:
-        _close_abandoned_files()
+        close_abandoned_files()
         raise problem
     if len(frame) == 0 or all(frame[name].dtype.kind in "iuf" for name in features):
         return frame
 
-    problem = _first_bad_cell(path, header, features)
+    problem = first_bad_cell(path, header, features)
     if not (drop_missing and problem.missing):
         raise problem
     na_values = {name: _NA for name in features}
@@ -273,7 +298,7 @@ def _parse(path: Path, header: list[str], label: str, features: list[str], drop_
     frame = pd.read_csv(path, dtype={label: str}, keep_default_na=False, na_values=na_values)
     if all(frame[name].dtype.kind in "iuf" for name in features):
         return frame
-    raise _first_bad_cell(path, header, features, skip_missing=True)
+    raise first_bad_cell(path, header, features, skip_missing=True)
 
 
 class _CellError(DataError):
@@ -282,10 +307,14 @@ class _CellError(DataError):
         self.missing = missing
 
 
-def _first_bad_cell(
-    path: Path, header: list[str], features: list[str], skip_missing: bool = False
-) -> _CellError:
-    """The first feature cell (by row, then column) that is empty, NA or not a number."""
+def first_bad_cell(
+    path: Path, header: list[str], features: list[str], skip_missing: bool = False,
+    predicting: bool = False,
+) -> _CellError:  # fmt: skip
+    """The first feature cell (by row, then column) that is empty, NA or not a number.
+
+    ``predicting``: the rows are to be predicted, so dropping them is no remedy.
+    """
     import pandas as pd
 
     na_tokens = set(_NA)
@@ -313,7 +342,12 @@ def _first_bad_cell(
                 if value in na_tokens:
                     return _CellError(
                         f"{path}: missing value in column {name!r} at row {row + 1} "
-                        f"(line {line}); fill it in, or set drop_missing to drop such rows",
+                        f"(line {line}); "
+                        + (
+                            "fill it in"
+                            if predicting
+                            else "fill it in, or set drop_missing to drop such rows"
+                        ),  # fmt: skip
                         missing=True,
                     )
                 return _CellError(
@@ -325,7 +359,7 @@ def _first_bad_cell(
     return _CellError(f"{path}: a feature value is not a number", missing=False)
 
 
-def _close_abandoned_files() -> None:
+def close_abandoned_files() -> None:
     """Close, quietly, the file pandas leaves open when its parser fails."""
     import gc
 
@@ -341,7 +375,7 @@ def _missing_labels(labels: np.ndarray) -> np.ndarray:
     )
 
 
-def _ragged_message(parser_message: str, n_header: int) -> str:
+def ragged_message(parser_message: str, n_header: int) -> str:
     # pandas: "Error tokenizing data. C error: Expected 3 fields in line 4, saw 4"
     import re
 

@@ -86,7 +86,7 @@ def prepared_dir(csv: Path, config, cache: Path) -> Path:
 
 def run_pipeline(
     config, params: dict[str, Any], job_dir: Path, parent_run_id: str | None = None,
-    run_name: str | None = None, show_progress: bool = True,
+    run_name: str | None = None, show_progress: bool = True, tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """All four stages for one config, tracked as one MLflow run.  Returns a summary."""
     import yaml
@@ -98,7 +98,7 @@ def run_pipeline(
     params_file = job_dir / "params.yaml"
     atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
     with tracking.pipeline_run(
-        config.experiment_name, parent_run_id=parent_run_id, run_name=run_name
+        config.experiment_name, parent_run_id=parent_run_id, run_name=run_name, tags=tags
     ) as run:  # opened first, so that a job failing on its data is a FAILED run too
         cache = cache_dir()
         csv = dataset_csv(config, cache)
@@ -108,11 +108,23 @@ def run_pipeline(
             str(job_dir / "reports"), show_progress,
         )  # fmt: skip
         metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
+    version = None
+    if config.registered_model_name and parent_run_id is None:  # a sweep registers its best
+        version = tracking.register_model(run.info.run_id, config.registered_model_name)
     return {
         "run_id": run.info.run_id,
+        "weights_sha256": trained_weights_sha256(job_dir / "model"),
+        "test_metrics": {
+            f"test_{k}": v for k, v in metrics["test"].items() if isinstance(v, float)
+        },
         "kept_val_accuracy": trained.history.kept().val_accuracy,
         "test_accuracy": metrics["test"]["accuracy"],
+        "registered": version and f"models:/{config.registered_model_name}/{version}",
     }
+
+
+def trained_weights_sha256(model_dir: Path) -> str:
+    return json.loads((model_dir / "model.json").read_text(encoding="utf-8"))["weights_sha256"]
 
 
 @contextlib.contextmanager
@@ -154,7 +166,7 @@ def task(cfg) -> float:
                 run_name=_run_name(hc) if multirun else None, show_progress=not multirun,
             )  # fmt: skip
     except Exception as err:
-        mistake = isinstance(err, (*user_errors(), ValueError))
+        mistake = isinstance(err, (*user_errors(), ValueError))  # incl. TrackingError
         if not multirun:
             if not mistake:
                 raise  # a bug in this code: its traceback
@@ -170,6 +182,8 @@ def task(cfg) -> float:
         f"{name}: {shown}test accuracy {result['test_accuracy']:.4f} "
         f"(MLflow run {result['run_id']}, outputs in {job_dir})"
     )
+    if result["registered"]:
+        print(f"registered the model as {result['registered']}")
     return kept if kept is not None else math.nan
 
 

@@ -42,21 +42,32 @@ class ModelFileError(ValueError):
     """A model folder that is missing, damaged or inconsistent."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_args: Any) -> Iterator[Any]:
+    """A file to write ``path`` through: readers see the old file or the whole new one.
+
+    The writes go to a temporary sibling that replaces ``path`` (after an fsync)
+    only when the block ends without an exception; otherwise it is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 @contextlib.contextmanager

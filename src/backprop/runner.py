@@ -82,8 +82,9 @@ def source_of(prepared_dir: str) -> dict | None:
 
 
 def input_example(prepared):
-    """A few raw rows for the MLflow signature: from the training CSV when it is there
-    (keeping its column types: whole-number pixels stay integers), else unscaled rows."""
+    """A few raw rows for the MLflow signature: from the training CSV when it is there, else
+    unscaled rows.  The CSV's column types stay: MLflow's Python API refuses integer columns
+    for a float signature (int64 -> float64 "is not safe"), and CSVs of pixels are integers."""
     import numpy as np
     import pandas as pd
 

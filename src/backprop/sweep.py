@@ -45,7 +45,11 @@ class SweepTracker(Callback):
         if self.parent_run_id is None:
             return
         os.environ.pop(PARENT_RUN_ENV, None)
-        failed = summarise(self.parent_run_id, config.experiment_name)
+        failed, best = summarise(self.parent_run_id, config.experiment_name)
+        name = config.get("registered_model_name")
+        if name and best is not None:
+            version = tracking.register_model(best, name)
+            print(f"registered the best job's model (run {best}) as models:/{name}/{version}")
         if failed:
             names = ", ".join(failed)
             print(f"backprop-experiment: {len(failed)} job(s) failed: {names}", file=sys.stderr)
@@ -70,8 +74,11 @@ def swept_params(runs: list) -> list[str]:
     return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
 
 
-def summarise(parent_run_id: str, experiment_name: str) -> list[str]:
-    """Log the best child and the summary figure into the parent; returns the failed jobs."""
+def summarise(parent_run_id: str, experiment_name: str) -> tuple[list[str], str | None]:
+    """Log the best child and the summary figure into the parent.
+
+    Returns the failed jobs and the best job's run id (None if no job scored).
+    """
     from backprop import plots
 
     mlflow = tracking._mlflow()
@@ -98,7 +105,7 @@ def summarise(parent_run_id: str, experiment_name: str) -> list[str]:
         )
         client.log_image(parent_run_id, _image(figure), "sweep_summary.png")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
-    return failed
+    return failed, best.info.run_id if scored else None
 
 
 def _score(run) -> float | None:

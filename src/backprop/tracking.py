@@ -14,6 +14,7 @@ directory, also from DVC's queued-experiment copies in ``.dvc/tmp/exps/``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -145,6 +146,7 @@ def pipeline_run(
     run_id: str | None = None,
     parent_run_id: str | None = None,
     run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Iterator[Any]:
     """An active MLflow run (a new one, or ``run_id`` resumed) that fails with its stage.
 
@@ -157,8 +159,9 @@ def pipeline_run(
         run = mlflow.start_run(run_id=run_id)
     else:
         run = mlflow.start_run(
-            experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name
-        )
+            experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name,
+            tags=tags,
+        )  # fmt: skip
     try:
         yield run
     except KeyboardInterrupt:
@@ -273,14 +276,16 @@ def log_trained_model(
     """The training reports and the pyfunc model, which holds the model folder (weights,
     classes, scaler): ``mlflow.pyfunc.load_model`` turns raw rows into labels."""
     mlflow = _mlflow()
-    with _quiet():  # mlflow warns, when the class is defined, that predict has no type hints
-        from backprop.serving import Predictor
+    from backprop.predictor import Predictor
 
     for path in reports:
         mlflow.log_artifact(path, artifact_path="reports")
     if best_epoch is not None:
         mlflow.log_metric("best_epoch", best_epoch)
-    output = Predictor(model_dir).predict(example)
+    predictor = Predictor(model_dir)
+    # The weights' hash, to tell a bit-identical reproduction (`backprop reproduce`).
+    mlflow.set_tag("weights_sha256", predictor.weights_sha256)
+    output = predictor.predict(example)
     with _quiet():
         signature = mlflow.models.infer_signature(example, output)
         _log_pyfunc(model_dir, signature, example)
@@ -292,7 +297,8 @@ def _log_pyfunc(model_dir: str, signature: Any, example: Any) -> None:
     import pandas as pd
     import scipy
 
-    from backprop.serving import BackpropModel
+    with _quiet():  # mlflow warns, when the class is defined, that predict has no type hints
+        from backprop.serving import BackpropModel
 
     # What mlflow.pyfunc.log_model does, but through Model.log, which alone can skip the
     # check that the input example can be served (a reload and a predict: a third of the
@@ -342,3 +348,110 @@ def log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) 
 
 def log_metric(name: str, value: float) -> None:
     _mlflow().log_metric(name, value)
+
+
+def download_model_folder(uri: str, dst: Path) -> Path:
+    """The model folder (model.json, weights.npz) of the pyfunc model at an MLflow model URI,
+    downloaded into ``dst``.  Read as files: nothing of the model is unpickled."""
+    import yaml
+
+    from backprop.io import ModelFileError
+
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        with _quiet():
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except MlflowException as err:
+        raise ModelFileError(
+            f"{uri}: {_first_line(err.message)} (tracking store {_shown_uri()})"
+        ) from None
+    except OSError as err:
+        raise ModelFileError(f"{uri}: cannot download the model ({err})") from None
+    try:
+        spec = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        folder = spec["flavors"]["python_function"]["artifacts"]["model_dir"]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raise ModelFileError(
+            f"{uri}: not a model logged by backprop (no model_dir artifact in its MLmodel)"
+        ) from None
+    return local / folder
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+def _shown_uri() -> str:
+    """The tracking URI without a password in it."""
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", tracking_uri())
+
+
+class TrackingError(ValueError):
+    """A run, model or name the tracking store does not have."""
+
+
+def get_run(run_id: str):
+    """The MLflow run ``run_id``; TrackingError, in one line, if the store has no such run."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        return mlflow.MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        raise TrackingError(
+            f"run {run_id}: {_first_line(err.message)} (tracking store {_shown_uri()}); "
+            "`backprop runs` lists the runs"
+        ) from None
+
+
+def register_model(run_id: str, name: str) -> str:
+    """Register the model of run ``run_id`` as a new version of ``name``; returns the version."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    run = get_run(run_id)
+    client = mlflow.MlflowClient()
+    models = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = 'model'"
+    )
+    if not models:
+        raise TrackingError(
+            f"run {run_id} has no logged model (status {run.info.status}); register a run "
+            "that finished training"
+        )
+    try:
+        # MLflow prints its own progress lines to stderr; the caller says what happened.
+        with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+            version = mlflow.register_model(f"models:/{models[0].model_id}", name)
+    except MlflowException as err:
+        raise TrackingError(f"cannot register {name!r}: {_first_line(err.message)}") from None
+    return str(version.version)
+
+
+def download_run_file(run_id: str, path: str, dst: Path) -> Path | None:
+    """The artifact ``path`` of run ``run_id``, downloaded into ``dst``; None if it has none."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        with _quiet():
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=path, dst_path=str(dst)
+                )
+            )
+    except (MlflowException, OSError):
+        return None
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
