@@ -60,3 +60,19 @@ def test_bench_preprocess_smoke_reports_every_figure(tmp_path):
     assert report["ratio_vs_pandas_read"] == pytest.approx(
         report["seconds"] / report["pandas_read_seconds"]
     )
+
+
+def test_bench_predict_smoke_reports_every_figure():
+    bench = BENCH.parent / "bench_predict.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--smoke", "--json"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 2000
+    for key in ("seconds", "pandas_read_seconds", "peak_rss_mb", "pandas_peak_rss_mb"):
+        assert report[key] > 0, key
+    assert report["rows_per_second"] == pytest.approx(2000 / report["seconds"])
+    assert report["ratio_vs_pandas_read"] == pytest.approx(
+        report["seconds"] / report["pandas_read_seconds"]
+    )
