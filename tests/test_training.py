@@ -167,3 +167,40 @@ def test_unknown_activation_and_pair_list_the_known_ones():
         MLP([2, 2], activation="gelu")
     with pytest.raises(ValueError, match="softmax \\+ cross_entropy, sigmoid \\+ squared_error"):
         MLP([2, 2], output="softmax", loss="squared_error")
+
+
+def _frozen(state):
+    """A copy of a TrainingState that later epochs cannot change."""
+    import copy
+
+    return copy.deepcopy(state)
+
+
+@pytest.mark.parametrize(
+    "optimizer, patience, stop_at",
+    [("sgd", None, 4), ("momentum", None, 7), ("adam", 3, 5), ("sgd", 2, 1)],
+)
+def test_resuming_from_a_checkpoint_ends_with_the_same_weights(optimizer, patience, stop_at):
+    from backprop.training import TrainingState
+
+    X, y = blobs()
+    Xv, yv = blobs(100, seed=1)
+    lr = 0.01 if optimizer == "adam" else 0.3
+    config = TrainConfig(epochs=12, batch_size=32, learning_rate=lr, optimizer=optimizer,
+                         patience=patience, lr_schedule="cosine")  # fmt: skip
+
+    def run(checkpoint=None, resume=None):
+        net = MLP([5, 16, 3], rng=np.random.default_rng(0))
+        history = train(net, X, y, config, np.random.default_rng(1), Xv, yv,
+                        checkpoint=checkpoint, resume=resume)  # fmt: skip
+        return net, history
+
+    saved: list[TrainingState] = []
+    whole, whole_history = run(checkpoint=lambda s: saved.append(_frozen(s)))
+    assert [s.epoch for s in saved] == [m.epoch for m in whole_history.epochs]
+    resumed, history = run(resume=saved[stop_at - 1])
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert np.array_equal(a, b)
+    assert [m.train_loss for m in history.epochs] == [m.train_loss for m in whole_history.epochs]
+    assert history.best_epoch == whole_history.best_epoch
+    assert history.stopped_early == whole_history.stopped_early

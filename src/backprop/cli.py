@@ -122,13 +122,26 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, ModelFileError, TrackingError, TrainingDiverged)
 
 
+def interrupted_message(prog: str, err, how: str) -> str:
+    """What to say when training was stopped by Ctrl-C or SIGTERM."""
+    if err.epoch and err.checkpoint is not None:
+        return (
+            f"{prog}: interrupted by {err.signal_name}; epoch {err.epoch} is saved in "
+            f"{err.checkpoint}; resume with {how}"
+        )
+    return f"{prog}: interrupted by {err.signal_name} before an epoch was saved; nothing to resume"
+
+
 def _train(args: argparse.Namespace) -> int:
     from backprop import tracking
-    from backprop.runner import tracked_train
+    from backprop.runner import checkpoint_for, run_to_resume, tracked_train
+    from backprop.stages.train import TrainingInterrupted
 
     try:
         config, params, source = _pipeline_config(args.params)
-        with tracking.pipeline_run(config.experiment_name) as run:
+        checkpoint = checkpoint_for(config, args.prepared_dir)
+        resumed_run = run_to_resume(config, checkpoint)
+        with tracking.pipeline_run(config.experiment_name, run_id=resumed_run) as run:
             trained = tracked_train(
                 config,
                 params if source != "defaults" else None,
@@ -136,8 +149,17 @@ def _train(args: argparse.Namespace) -> int:
                 args.prepared_dir,
                 args.model_dir,
                 args.reports_dir,
+                checkpoint=checkpoint,
+                resuming=resumed_run is not None,
             )
             tracking.remember_run(run.info.run_id)
+    except TrainingInterrupted as err:
+        how = (
+            "`dvc exp run -S train.resume=true` "
+            "(or `backprop params train.resume=true`, then `dvc repro`)"
+        )
+        print(interrupted_message("backprop train", err, how), file=sys.stderr)
+        return err.exit_status
     except (*user_errors(), ValueError) as err:
         raise UserError(str(err)) from None
     history = trained.history
@@ -466,13 +488,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from backprop import interrupt
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with interrupt.graceful():  # SIGTERM ends a command as Ctrl-C does, cleanly
+            return args.run(args)
     except UserError as err:
         print(f"backprop {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        name = getattr(err, "signal_name", "SIGINT")
+        print(f"backprop {args.command}: interrupted by {name}", file=sys.stderr)
+        return getattr(err, "exit_status", 130)
     except BrokenPipeError:
         # The reader went away (`backprop explain | head`): stop quietly, as cat does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -173,9 +173,11 @@ class TrainingConfig:
     seed: int = 0
     patience: int | None = 20  # epochs without a better val_loss before stopping; null: never
     min_delta: float = 0.0
+    resume: bool = False  # go on from the checkpoint of an interrupted run of these settings
 
     def __post_init__(self):
         _need(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        _need(isinstance(self.resume, bool), "resume", "true or false", self.resume)
         _need(
             _is_int(self.batch_size) and self.batch_size >= 1,
             "batch_size",

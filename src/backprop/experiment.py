@@ -93,19 +93,28 @@ def run_pipeline(
 
     from backprop import tracking
     from backprop.io import atomic_write_text
-    from backprop.runner import tracked_evaluate, tracked_train
+    from backprop.runner import checkpoint_for, run_to_resume, tracked_evaluate, tracked_train
 
     params_file = job_dir / "params.yaml"
     atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
+    cache = cache_dir()
+    checkpoint = resumed_run = None
+    if config.train.resume:  # the checkpoint's run goes on: find it before opening one
+        checkpoint = _checkpoint_of(config, cache)
+        resumed_run = run_to_resume(config, checkpoint)
     with tracking.pipeline_run(
-        config.experiment_name, parent_run_id=parent_run_id, run_name=run_name, tags=tags
+        config.experiment_name,
+        run_id=resumed_run,
+        parent_run_id=parent_run_id,
+        run_name=run_name,
+        tags=tags,
     ) as run:  # opened first, so that a job failing on its data is a FAILED run too
-        cache = cache_dir()
         csv = dataset_csv(config, cache)
         prepared = str(prepared_dir(csv, config, cache))
         trained = tracked_train(
             config, params, str(params_file), prepared, str(job_dir / "model"),
-            str(job_dir / "reports"), show_progress,
+            str(job_dir / "reports"), show_progress, checkpoint_for(config, prepared),
+            resuming=resumed_run is not None,
         )  # fmt: skip
         metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
     version = None
@@ -121,6 +130,18 @@ def run_pipeline(
         "test_accuracy": metrics["test"]["accuracy"],
         "registered": version and f"models:/{config.registered_model_name}/{version}",
     }
+
+
+def _checkpoint_of(config, cache: Path) -> Path | None:
+    """The checkpoint file of ``config``, from the data file's digest (no preprocessing)."""
+    from backprop import tracking
+    from backprop.io import file_digest
+    from backprop.stages.train import checkpoint_file
+
+    csv = dataset_csv(config, cache)
+    if not csv.is_file():
+        return None
+    return checkpoint_file(config, file_digest(csv), tracking.project_root())
 
 
 def trained_weights_sha256(model_dir: Path) -> str:
@@ -150,8 +171,10 @@ def task(cfg) -> float:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from backprop.cli import user_errors
+    from backprop import interrupt
+    from backprop.cli import interrupted_message, user_errors
     from backprop.config import pipeline_config
+    from backprop.stages.train import TrainingInterrupted
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -160,11 +183,20 @@ def task(cfg) -> float:
     try:
         params = OmegaConf.to_container(cfg, resolve=True)
         config = pipeline_config(params, "the composed config")
-        with _blas_threads(hc):
+        with _blas_threads(hc), interrupt.graceful():
             result = run_pipeline(
                 config, params, job_dir, os.environ.get(PARENT_RUN_ENV),
                 run_name=_run_name(hc) if multirun else None, show_progress=not multirun,
             )  # fmt: skip
+    except TrainingInterrupted as err:
+        overrides = " ".join(o for o in hc.overrides.task if not o.startswith("train.resume="))
+        how = f"`backprop-experiment {overrides} train.resume=true`".replace("  ", " ")
+        print(interrupted_message("backprop-experiment", err, how), file=sys.stderr)
+        sys.exit(err.exit_status)
+    except KeyboardInterrupt as err:  # after training: the run is KILLED, nothing to resume
+        name = getattr(err, "signal_name", "SIGINT")
+        print(f"backprop-experiment: interrupted by {name}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_status", 130))
     except Exception as err:
         mistake = isinstance(err, (*user_errors(), ValueError))  # incl. TrackingError
         if not multirun:

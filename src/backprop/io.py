@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -43,31 +44,77 @@ class ModelFileError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_args: Any) -> Iterator[Any]:
+def atomic_file(
+    path: str | os.PathLike, mode: str = "wb", durable: bool = True, **open_args: Any
+) -> Iterator[Any]:
     """A file to write ``path`` through: readers see the old file or the whole new one.
 
-    The writes go to a temporary sibling that replaces ``path`` (after an fsync)
-    only when the block ends without an exception; otherwise it is removed.
+    The writes go to a temporary sibling that replaces ``path`` only when the block
+    ends without an exception; otherwise it is removed.  ``durable``: fsync it first,
+    so that it also survives a power cut (a killed process needs no fsync).
+    The sibling's name carries the writer's pid: :func:`remove_stale_temporaries`
+    clears those of writers that were killed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, **open_args) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
-    with atomic_file(path) as f:
+    with atomic_file(path, durable=durable) as f:
         f.write(data)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in ``folder``.
+
+    They are named ``.<target>.<pid>.<random>.tmp`` (or ``.old``); those whose pid is
+    not a running process are removed.  Returns what was removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        parts = entry.name.split(".")
+        if not (entry.name.startswith(".") and parts[-1] in ("tmp", "old") and len(parts) >= 5):
+            continue
+        pid = parts[-3]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -98,8 +145,9 @@ def atomic_write_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory.parent)
     staging = Path(
-        tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp")
+        tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory), suffix=".tmp")
     )
     try:
         staging.chmod(DIR_MODE)
@@ -110,7 +158,9 @@ def atomic_write_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -
                 os.fsync(f.fileno())
         if directory.exists():
             old = Path(
-                tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old")
+                tempfile.mkdtemp(
+                    dir=directory.parent, prefix=_temp_prefix(directory), suffix=".old"
+                )
             )
             os.replace(directory, old / directory.name)
             os.replace(staging, directory)
@@ -260,3 +310,87 @@ def load_model(directory: str | os.PathLike) -> tuple[MLP, dict[str, Any]]:
             f"layer_sizes {network.layer_sizes}"
         )
     return network, metadata
+
+
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_bytes(state, extra: Mapping[str, Any]) -> bytes:
+    """A :class:`~backprop.training.TrainingState` (and ``extra``, JSON) as one ``.npz``.
+
+    One file, replaced atomically, so there is never a checkpoint half of one epoch and
+    half of the next; its metadata carries a SHA-256 of the arrays, checked on load.
+    """
+    arrays = {f"param_{i}": p for i, p in enumerate(state.parameters)}
+    if state.best_parameters is not None:
+        arrays.update({f"best_{i}": p for i, p in enumerate(state.best_parameters)})
+    arrays.update({f"optim_{name}": np.asarray(v) for name, v in state.optimizer.items()})
+    history = state.history
+    meta = {
+        "format_version": CHECKPOINT_VERSION,
+        "epoch": state.epoch,
+        "n_parameters": len(state.parameters),
+        "has_best": state.best_parameters is not None,
+        "optimizer_keys": sorted(state.optimizer),
+        "rng": state.rng,
+        "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
+        "waited": state.waited,
+        "history": {
+            "epochs": [m.as_dict() for m in history.epochs],
+            "best_epoch": history.best_epoch,
+            "stopped_early": history.stopped_early,
+        },
+        "arrays_sha256": _arrays_digest(arrays),
+        "extra": dict(extra),
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    return npz_bytes(arrays)
+
+
+def save_checkpoint(path: str | os.PathLike, state, extra: Mapping[str, Any]) -> None:
+    # Not fsync'd: it is replaced every epoch, and a killed process loses nothing written.
+    atomic_write_bytes(path, checkpoint_bytes(state, extra), durable=False)
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """(TrainingState, extra) from a checkpoint file; ModelFileError, naming it, if damaged."""
+    from backprop.training import EpochMetrics, History, TrainingState
+
+    path = Path(path)
+    arrays = read_npz(path)
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+        if arrays and meta["arrays_sha256"] != _arrays_digest(arrays):
+            raise ModelFileError(f"{path}: checksum mismatch; the checkpoint is damaged")
+        n = meta["n_parameters"]
+        history = History(
+            epochs=[EpochMetrics(**m) for m in meta["history"]["epochs"]],
+            best_epoch=meta["history"]["best_epoch"],
+            stopped_early=meta["history"]["stopped_early"],
+        )
+        state = TrainingState(
+            epoch=meta["epoch"],
+            parameters=[arrays[f"param_{i}"] for i in range(n)],
+            optimizer={k: arrays[f"optim_{k}"] for k in meta["optimizer_keys"]},
+            rng=meta["rng"],
+            history=history,
+            best_loss=math.inf if meta["best_loss"] is None else meta["best_loss"],
+            best_parameters=[arrays[f"best_{i}"] for i in range(n)] if meta["has_best"] else None,
+            waited=meta["waited"],
+        )
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(
+            f"{path}: not a valid checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    return state, meta["extra"]
+
+
+def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode() + b"\0")
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from backprop import tracking
@@ -26,12 +27,23 @@ def tracked_train(
     model_dir: str,
     reports_dir: str,
     show_progress: bool = True,
+    checkpoint: Path | None = None,
+    resuming: bool = False,
 ) -> Trained:
-    """Train and log params, tags, the dataset, per-epoch metrics, the model and its figures."""
-    if params is not None:
+    """Train and log params, tags, the dataset, per-epoch metrics, the model and its figures.
+
+    ``checkpoint``: where to keep the state after each epoch (with ``train.resume``, where
+    to go on from); ``resuming``: the active run is the checkpoint's, params already logged.
+    """
+    if params is not None and not resuming:
         tracking.log_training_start(params, source_of(prepared_dir), params_file)
     progress = progress_bar(config.train.epochs, show_progress)  # its clock starts here
     epochs = tracking.EpochLog()
+
+    def on_resume(state) -> None:
+        epochs.backfill(state.history.epochs)  # those a killed process had not sent yet
+        tracking.set_tag("resumed_after_epoch", str(state.epoch))
+        progress.update(state.epoch)
 
     def on_epoch(metrics) -> None:
         epochs.add(metrics)
@@ -42,7 +54,11 @@ def tracked_train(
         progress.set_postfix(shown)
 
     try:
-        trained = train_model(prepared_dir, model_dir, reports_dir, config, callback=on_epoch)
+        trained = train_model(
+            prepared_dir, model_dir, reports_dir, config, callback=on_epoch,
+            checkpoint=checkpoint, on_resume=on_resume,
+            checkpoint_extra={"mlflow_run_id": tracking.active_run_id()},
+        )  # fmt: skip
     except BaseException:
         progress.close()
         with contextlib.suppress(Exception):  # the epochs of a run that failed or was stopped
@@ -102,3 +118,23 @@ def progress_bar(total: int, enabled: bool = True):
 
     disable = not (enabled and sys.stderr.isatty())
     return tqdm(total=total, unit="epoch", disable=disable, leave=False)
+
+
+def checkpoint_for(config: PipelineConfig, prepared_dir: str) -> Path | None:
+    """The checkpoint file of these settings on the data ``prepared_dir`` was made from."""
+    from backprop.stages.train import checkpoint_file
+
+    source = source_of(prepared_dir)
+    if not source:
+        return None
+    return checkpoint_file(config, source["sha256"], tracking.project_root())
+
+
+def run_to_resume(config: PipelineConfig, checkpoint: Path | None) -> str | None:
+    """With ``train.resume``, the MLflow run of the checkpoint, if the store still has it."""
+    from backprop.stages.train import read_checkpoint_extra
+
+    if not config.train.resume:
+        return None
+    run_id = read_checkpoint_extra(checkpoint).get("mlflow_run_id")
+    return run_id if run_id and tracking.run_exists(run_id) else None

@@ -157,6 +157,8 @@ def pipeline_run(
     experiment_id = connect(experiment_name)
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id)
+        if "error" in run.data.tags:  # an interrupted run going on: it is not failing now
+            mlflow.MlflowClient().delete_tag(run_id, "error")
     else:
         run = mlflow.start_run(
             experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name,
@@ -164,8 +166,8 @@ def pipeline_run(
         )  # fmt: skip
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.set_tag("error", "interrupted")
+    except KeyboardInterrupt as err:
+        mlflow.set_tag("error", f"interrupted ({getattr(err, 'signal_name', 'SIGINT')})")
         mlflow.end_run(status="KILLED")
         raise
     except BaseException as err:
@@ -195,7 +197,9 @@ def log_training_start(params: dict[str, Any], source: dict | None, params_file:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    mlflow.log_params(flatten({k: v for k, v in params.items() if k != "conf_digest"}))
+    flat = flatten({k: v for k, v in params.items() if k != "conf_digest"})
+    flat.pop("train.resume", None)  # how the run was started, not what it trains
+    mlflow.log_params(flat)
     tags = {**git_state(project_root()), "stage": "train"}
     if source is not None:
         tags["dataset_digest"] = source["sha256"]
@@ -256,6 +260,17 @@ class EpochLog:
         self._pending += [Metric(k, float(v), now, metrics.epoch) for k, v in values.items()]
         if self._clock() - self._last >= self.interval:
             self.flush()
+
+    def backfill(self, epochs: list) -> None:
+        """Send the epochs of ``epochs`` that the active run does not have yet."""
+        mlflow = _mlflow()
+        client = mlflow.MlflowClient()
+        run_id = mlflow.active_run().info.run_id
+        logged = {m.step for m in client.get_metric_history(run_id, "train_loss")}
+        for metrics in epochs:
+            if metrics.epoch not in logged:
+                self.add(metrics)
+        self.flush()
 
     def flush(self) -> None:
         mlflow = _mlflow()
@@ -455,3 +470,24 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
     client = _mlflow().MlflowClient()
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
+
+
+def active_run_id() -> str | None:
+    run = _mlflow().active_run()
+    return run.info.run_id if run else None
+
+
+def run_exists(run_id: str) -> bool:
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def set_tag(key: str, value: str) -> None:
+    _mlflow().set_tag(key, value)

@@ -120,6 +120,24 @@ class History:
         return self.epochs[-1]
 
 
+@dataclass
+class TrainingState:
+    """Everything training needs to go on after ``epoch`` exactly as if never stopped."""
+
+    epoch: int  # epochs completed
+    parameters: list[np.ndarray]  # W0, b0, W1, b1, ...
+    optimizer: dict[str, np.ndarray]
+    rng: dict  # the Generator's bit_generator.state
+    history: History
+    best_loss: float = math.inf
+    best_parameters: list[np.ndarray] | None = None
+    waited: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.history.stopped_early
+
+
 def train(
     network: MLP,
     X: np.ndarray,
@@ -129,6 +147,8 @@ def train(
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
     callback: Callable[[EpochMetrics], None] | None = None,
+    checkpoint: Callable[[TrainingState], None] | None = None,
+    resume: TrainingState | None = None,
 ) -> History:
     """Train ``network`` in place by mini-batch gradient descent.
 
@@ -136,6 +156,10 @@ def train(
     targets of shape (n_samples, n_outputs) for squared error.  ``rng``
     shuffles the batches; the same rng state, data and config give
     bit-identical weights.
+
+    ``checkpoint`` is called with the :class:`TrainingState` after every epoch;
+    training from ``resume`` (such a state) ends with the very weights an
+    uninterrupted run would have.
     """
     X = np.ascontiguousarray(X, dtype=network.dtype)
     targets = _targets(y, network)
@@ -165,8 +189,16 @@ def train(
     fused_sgd = config.optimizer == "sgd"
     history = History()
     best_loss, best_params, waited = math.inf, None, 0
+    first = 1
+    if resume is not None:
+        network.set_parameters(resume.parameters)
+        optimizer.load_state(resume.optimizer)
+        rng.bit_generator.state = resume.rng
+        history = resume.history
+        best_loss, best_params, waited = resume.best_loss, resume.best_parameters, resume.waited
+        first = config.epochs + 1 if resume.finished else resume.epoch + 1
 
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first, config.epochs + 1):
         started = time.perf_counter()
         lr = scheduled_lr(
             config.lr_schedule,
@@ -229,7 +261,21 @@ def train(
                 waited += 1
                 if waited >= config.patience:
                     history.stopped_early = True
-                    break
+        if checkpoint is not None:
+            checkpoint(
+                TrainingState(
+                    epoch=epoch,
+                    parameters=network.parameters(),  # the caller saves them before we go on
+                    optimizer=optimizer.state(),
+                    rng=rng.bit_generator.state,
+                    history=history,
+                    best_loss=best_loss,
+                    best_parameters=best_params,
+                    waited=waited,
+                )
+            )
+        if history.stopped_early:
+            break
 
     if best_params is not None:
         network.set_parameters(best_params)

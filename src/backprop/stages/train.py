@@ -9,22 +9,33 @@ equal settings give equal files.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from backprop.config import PipelineConfig
-from backprop.io import atomic_write_bytes, save_model
+from backprop.interrupt import Interrupted, deferred
+from backprop.io import (
+    ModelFileError,
+    atomic_write_bytes,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
 from backprop.network import MLP
 from backprop.stages.preprocess import Prepared, load_prepared
-from backprop.training import EpochMetrics, History, train
+from backprop.training import EpochMetrics, History, TrainingState, train
 
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "training.png"
+CHECKPOINTS = "outputs/checkpoints"  # under the project root, git-ignored, not a DVC output
 
 
 @dataclass
@@ -40,14 +51,55 @@ def build_network(config: PipelineConfig, n_features: int, n_classes: int, rng) 
     return MLP(sizes, m.activation, m.output, m.loss, m.dtype, rng=rng)
 
 
+class TrainingInterrupted(Interrupted):
+    """Training stopped by a signal; ``checkpoint`` holds epoch ``epoch`` (0: none yet)."""
+
+    def __init__(self, signal_name: str, epoch: int, checkpoint: Path | None) -> None:
+        super().__init__(signal_name)
+        self.epoch, self.checkpoint = epoch, checkpoint
+
+
+def checkpoint_file(config: PipelineConfig, data_sha256: str, root: Path) -> Path:
+    """Where training with these settings on this data keeps its checkpoint.
+
+    Keyed by the data's SHA-256 and every setting that shapes the weights, so the DVC
+    stage and the Hydra app find each other's checkpoints, and other settings never do.
+    """
+    settings = {
+        "data": data_sha256,
+        "label_column": config.data.label_column,
+        "drop_missing": config.data.drop_missing,
+        "preprocess": asdict(config.preprocess),
+        "model": asdict(config.model),
+        "optim": asdict(config.optim),
+        "train": {k: v for k, v in asdict(config.train).items() if k != "resume"},
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return root / CHECKPOINTS / f"{key}.npz"
+
+
+def read_checkpoint_extra(path: Path | None) -> dict:
+    """The extra data of the checkpoint at ``path`` ({} if there is none)."""
+    if path is None or not path.exists():
+        return {}
+    return load_checkpoint(path)[1]
+
+
 def train_model(
     prepared_dir: str | os.PathLike,
     model_dir: str | os.PathLike,
     reports_dir: str | os.PathLike,
     config: PipelineConfig,
     callback: Callable[[EpochMetrics], None] | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_extra: dict | None = None,
+    on_resume: Callable[[TrainingState], None] | None = None,
 ) -> Trained:
-    """Train on ``prepared_dir`` and write the model and the training reports."""
+    """Train on ``prepared_dir`` and write the model and the training reports.
+
+    With ``checkpoint`` (a file path) the state after every epoch is saved there, and
+    with ``train.resume`` training goes on from it; it is removed once the model is written.
+    """
     from backprop import plots
 
     prepared = load_prepared(prepared_dir)
@@ -61,16 +113,44 @@ def train_model(
             "train.patience needs a validation split, but preprocess.val_fraction is 0; "
             "set train.patience=null or a val_fraction > 0"
         )
-    history = train(
-        network,
-        prepared.X["train"],
-        prepared.y["train"],
-        train_config,
-        rng,
-        prepared.X["val"] if has_val else None,
-        prepared.y["val"] if has_val else None,
-        callback=callback,
-    )
+    state = None
+    if checkpoint is not None and config.train.resume:
+        if checkpoint.exists():
+            state, _ = load_checkpoint(checkpoint)
+            shapes = [p.shape for p in network.parameters()]
+            if [p.shape for p in state.parameters] != shapes:
+                raise ModelFileError(f"{checkpoint}: made for other layer sizes than these")
+            if on_resume is not None:
+                on_resume(state)
+        else:
+            print(
+                f"backprop: train.resume is set but there is no checkpoint for these settings "
+                f"({checkpoint}); training from the first epoch",
+                file=sys.stderr,
+            )
+    saved = [state.epoch if state else 0]
+
+    def save(s: TrainingState) -> None:
+        with deferred():  # a Ctrl-C or SIGTERM now waits for the checkpoint to be complete
+            save_checkpoint(checkpoint, s, checkpoint_extra or {})
+            saved[0] = s.epoch
+
+    try:
+        history = train(
+            network,
+            prepared.X["train"],
+            prepared.y["train"],
+            train_config,
+            rng,
+            prepared.X["val"] if has_val else None,
+            prepared.y["val"] if has_val else None,
+            callback=callback,
+            checkpoint=save if checkpoint is not None else None,
+            resume=state,
+        )
+    except KeyboardInterrupt as err:
+        name = err.signal_name if isinstance(err, Interrupted) else "SIGINT"
+        raise TrainingInterrupted(name, saved[0], checkpoint) from None
     save_model(
         model_dir,
         network,
@@ -94,6 +174,8 @@ def train_model(
             history.best_epoch,
         ),
     )
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     return Trained(network, history, prepared)
 
 

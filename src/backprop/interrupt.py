@@ -1,0 +1,59 @@
+"""Ctrl-C and a scheduler's SIGTERM end training the same, orderly way.
+
+:func:`graceful` turns SIGTERM into :class:`Interrupted` (a KeyboardInterrupt,
+as Ctrl-C raises), so ``finally`` blocks run and the MLflow run is marked
+KILLED; :func:`deferred` holds both signals back while a checkpoint is being
+written, so the checkpoint in progress is finished before the signal lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training was stopped by a signal; ``signal_name`` says which."""
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + getattr(signal, self.signal_name, signal.SIGINT)
+
+
+def _raise(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def graceful() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise) for s in _SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then arrive."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
