@@ -487,9 +487,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plain_warnings() -> None:
+    """Our own warnings as one line, ``backprop: warning: ...``, not Python's file and code."""
+    import warnings
+
+    original = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        if f"{os.sep}backprop{os.sep}" in str(filename):
+            return f"backprop: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from backprop import interrupt
 
+    plain_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -84,9 +84,10 @@ class PreprocessConfig:
     clip: bool = True  # clip values outside the training range to [0, 1]
 
     def __post_init__(self):
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            _need(_is_number(value) and 0 <= value < 1, key, "a number in [0, 1)", value)
+        v, t = self.val_fraction, self.test_fraction
+        # 0 is a choice for validation (no early stopping then), never for the test split.
+        _need(_is_number(v) and 0 <= v < 1, "val_fraction", "a number in [0, 1)", v)
+        _need(_is_number(t) and 0 < t < 1, "test_fraction", "a number in (0, 1)", t)
         _need(
             self.val_fraction + self.test_fraction < 1,
             "val_fraction",

@@ -224,14 +224,64 @@ def _run_name(hc) -> str:
     return f"{hc.job.num}: {overrides}"[:250]
 
 
+def check_overrides(argv: list[str], conf_dir: Path) -> None:
+    """Compose every config the command line asks for, before Hydra starts any job.
+
+    Hydra reports a bad override in several lines (and only when it reaches the job);
+    here it is one line naming the key, exit status 2, and no MLflow run is opened.
+    A sweep's values are each tried with the other overrides at their first value.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from backprop.conf_store import compose_config
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception as err:  # a syntax error: Hydra's message is one line
+        _fail(str(err).strip().splitlines()[0])
+    plain = [o for o in parsed if not o.is_hydra_override()]
+    choices = [
+        ([str(v) for v in o.sweep_string_iterator()] if o.is_sweep_override() else [None])
+        for o in plain
+    ]  # fmt: skip
+
+    def text(o, value: str | None) -> str:
+        if value is None:
+            return o.input_line
+        return f"{o.get_key_element()}={value}"
+
+    firsts = [text(o, values[0]) for o, values in zip(plain, choices)]
+    candidates = [firsts]
+    for i, (o, values) in enumerate(zip(plain, choices)):
+        candidates += [[*firsts[:i], text(o, v), *firsts[i + 1 :]] for v in values[1:]]
+    for overrides in candidates:
+        try:
+            compose_config(overrides, conf_dir)
+        except ValueError as err:
+            _fail(str(err).removeprefix("the composed config: "))
+
+
+def _fail(message: str) -> None:
+    print(f"backprop-experiment: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     import hydra
+
+    from backprop.cli import plain_warnings
 
     register()
     conf_dir = find_conf_dir()
     if not (conf_dir / "config.yaml").is_file():
         sys.exit(f"backprop-experiment: error: no conf/config.yaml in {Path.cwd()} or above; "
                  "run it from the project folder")  # fmt: skip
+    plain_warnings()
+    check_overrides(sys.argv[1:], conf_dir)
     hydra.main(config_path=str(conf_dir), config_name="config", version_base=None)(task)()
 
 

@@ -1,0 +1,92 @@
+"""A corpus of bad overrides: one line naming the key, exit 2, and no run left RUNNING.
+
+Each goes through both front doors: ``backprop params`` (DVC's own composition,
+what ``dvc exp run -S`` does) and the Hydra app ``backprop-experiment``, in a
+single run and in a sweep where only one value is bad.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import fresh_copy, mlflow_client, sh
+
+CORPUS = [
+    ("model.hidden_sizes=[0,64]", "model.hidden_sizes"),
+    ("model.hidden_sizes=[-3]", "model.hidden_sizes"),
+    ("model.hidden_sizes=[]", "model.hidden_sizes"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=-0.5", "optim.lr"),
+    ("optim.lr=oops", "optim.lr"),
+    ("train.epochs=0", "train.epochs"),
+    ("train.epochs=-4", "train.epochs"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("model.activation=swish", "model.activation"),
+    ("optim.name=rmsprop", "optim.name"),
+    ("preprocess.val_fraction=1.5", "preprocess.val_fraction"),
+    ("preprocess.val_fraction=-0.1", "preprocess.val_fraction"),
+    ("preprocess.test_fraction=0", "preprocess.test_fraction"),
+    ("preprocess.test_fraction=1", "preprocess.test_fraction"),
+    ("preprocess.val_fraction=0.5 preprocess.test_fraction=0.5", "preprocess.val_fraction"),
+    ("optim.foo=1", "optim.foo"),
+    ("+optim.foo=1", "optim.foo"),
+    ("+colour=blue", "colour"),
+    ("model=nope", "model/nope"),
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return fresh_copy(tmp_path_factory.mktemp("project"))
+
+
+def overrides(case: str) -> list[str]:
+    return case.split(" ")
+
+
+def no_run_is_running(root) -> None:
+    if not (root / "mlflow.db").exists():
+        return
+    client = mlflow_client(root)
+    for experiment in client.search_experiments():
+        running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+        assert not running
+
+
+def one_line_naming(result, key: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert key in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("case, key", CORPUS)
+def test_params_composition_refuses_in_one_line(project, case, key):
+    result = sh(project, "backprop", "params", *overrides(case), check=False)
+    one_line_naming(result, key)
+    assert result.stderr.startswith("backprop params: error: ")
+
+
+@pytest.mark.parametrize("case, key", CORPUS)
+def test_the_hydra_app_refuses_before_any_run(project, case, key):
+    result = sh(project, "backprop-experiment", "train.epochs=1", *overrides(case), check=False)
+    one_line_naming(result, key)
+    assert result.stderr.startswith("backprop-experiment: error: ")
+    no_run_is_running(project)
+
+
+def test_one_bad_value_in_a_sweep_stops_it_before_any_job(project):
+    result = sh(project, "backprop-experiment", "--multirun", "train.epochs=1",
+                "optim.lr=0.5,-1", "model.activation=relu,swish", check=False)  # fmt: skip
+    one_line_naming(result, "optim.lr")
+    assert "job" not in result.stdout
+    no_run_is_running(project)
+
+
+def test_a_batch_larger_than_the_training_set_is_clipped_with_a_warning(project):
+    result = sh(project, "backprop-experiment", "train.epochs=1", "train.batch_size=100000")
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "backprop: warning: batch_size 100000 is larger than the 1259 training rows; using 1259"
+    ]
+    no_run_is_running(project)
