@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import fresh_copy, mlflow_client, sh, venv_env
+from helpers import free_port, fresh_copy, mlflow_client, mlflow_service, sh, venv_env
 
 LONG = ["train.epochs=150", "train.patience=null"]
 
@@ -33,10 +33,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def start(root: Path, *args: str) -> subprocess.Popen:
+def start(root: Path, *args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        args, cwd=root, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        args, cwd=root, env=venv_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
 
 
 def wait_for_checkpoint(root: Path, epoch: int, process: subprocess.Popen) -> Path:
@@ -184,3 +185,49 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_file(project):
     assert not leftovers, leftovers
     sh(project, "backprop", "params", "train.epochs=5", "train.patience=null")
     sh(project, "dvc", "repro")
+
+
+def test_a_tracking_server_that_is_down_fails_fast_in_one_line(project):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for command in (
+        ["backprop-experiment", "train.epochs=1"],
+        ["backprop-experiment", "--multirun", "train.epochs=1", "optim.lr=1,0.5"],
+        ["backprop", "train", "data/prepared", "data/model", "data/reports"],
+    ):
+        begun = time.monotonic()
+        result = sh(project, *command, check=False, MLFLOW_TRACKING_URI=uri,
+                    BACKPROP_TRACKING_TIMEOUT="3")  # fmt: skip
+        assert time.monotonic() - begun < 30
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert f"tracking server {uri} does not answer" in result.stderr
+        assert "BACKPROP_TRACKING_TIMEOUT" in result.stderr
+
+
+def test_a_tracking_server_that_goes_away_mid_run_loses_logging_not_the_model(project, tmp_path):
+    import mlflow
+
+    args = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "artifacts")]  # fmt: skip
+    service = mlflow_service(args, "/health", tmp_path / "server.log")
+    url = service.__enter__()
+    try:
+        process = start(project, "backprop-experiment", "train.epochs=300",
+                        "train.patience=null", MLFLOW_TRACKING_URI=url)  # fmt: skip
+        client = mlflow.MlflowClient(tracking_uri=url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            experiment = client.get_experiment_by_name("backprop")
+            if experiment and client.search_runs([experiment.experiment_id]):
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+    finally:
+        service.__exit__(None, None, None)  # the server goes away while the job trains
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    model = job_dir(out) / "model"
+    assert (model / "weights.npz").is_file() and (job_dir(out) / "reports/metrics.json").is_file()
+    warning = [line for line in err.splitlines() if "stopped answering" in line]
+    assert len(warning) == 1 and "per-epoch metrics of epochs" in warning[0]
+    assert "the model and the training reports" in warning[0]
+    assert "Traceback" not in err and "Retrying" not in err

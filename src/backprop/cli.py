@@ -190,7 +190,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}, "
         f"macro F1 {test['macro_f1']:.4f} (MLflow run {run.info.run_id})"
     )
-    if config.registered_model_name:
+    if config.registered_model_name and not tracking.offline():
         _register(argparse.Namespace(run_id=run.info.run_id, name=config.registered_model_name))
     return 0
 

@@ -118,7 +118,7 @@ def run_pipeline(
         )  # fmt: skip
         metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
     version = None
-    if config.registered_model_name and parent_run_id is None:  # a sweep registers its best
+    if config.registered_model_name and parent_run_id is None and not tracking.offline():
         version = tracking.register_model(run.info.run_id, config.registered_model_name)
     return {
         "run_id": run.info.run_id,

@@ -31,7 +31,11 @@ class SweepTracker(Callback):
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         mlflow = tracking._mlflow()
-        experiment_id = tracking.connect(config.experiment_name)
+        try:
+            experiment_id = tracking.connect(config.experiment_name)
+        except tracking.TrackingError as err:
+            print(f"backprop-experiment: error: {err}", file=sys.stderr)
+            sys.exit(2)
         overrides = list(config.hydra.overrides.task)
         run = mlflow.MlflowClient().create_run(
             experiment_id,

@@ -30,6 +30,22 @@ RUN_FILE = Path("data/.mlflow-run")
 # type hints and pickling) says nothing a pipeline user can act on.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+# A tracking server that does not answer must not hold a run up for minutes: MLflow
+# retries 7 times with growing pauses and waits 120 s per request by default.
+TIMEOUT_ENV = "BACKPROP_TRACKING_TIMEOUT"
+
+
+def server_timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(TIMEOUT_ENV, "10")))
+    except ValueError:
+        return 10.0
+
+
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(round(server_timeout())))
+
 
 def _mlflow():
     """``mlflow``, imported on first use (it costs seconds) and told to keep quiet."""
@@ -37,7 +53,8 @@ def _mlflow():
         import mlflow
         import mlflow.pyfunc
     # After the import: mlflow configures its logger when it is first imported.
-    for name in ("mlflow", "alembic"):
+    # urllib3: its retry warnings when a tracking server is down; we say it once, at the end.
+    for name in ("mlflow", "alembic", "urllib3.connectionpool"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return mlflow
 
@@ -115,6 +132,7 @@ def connect(experiment_name: str) -> str:
     known = _EXPERIMENTS.get((uri, experiment_name))
     if known is not None:
         return known
+    check_server(uri)
     if not uri.startswith("sqlite:///"):  # a tracking server keeps its own artifact store
         experiment_id = _experiment_id(mlflow, experiment_name, None)
     else:
@@ -127,6 +145,93 @@ def connect(experiment_name: str) -> str:
 
 
 _EXPERIMENTS: dict[tuple[str, str], str] = {}  # (tracking URI, name) -> id, once per process
+
+
+def check_server(uri: str) -> None:
+    """A tracking server must answer its health check within the timeout, or TrackingError."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout = server_timeout()
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:
+            if answer.status == 200:
+                return
+            reason = f"HTTP {answer.status}"
+    except urllib.error.HTTPError as err:
+        reason = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise TrackingError(
+        f"the MLflow tracking server {_shown_uri()} does not answer ({reason}; waited up to "
+        f"{timeout:g} s, {TIMEOUT_ENV} sets it); start it, or unset MLFLOW_TRACKING_URI to "
+        "track into ./mlflow.db"
+    )
+
+
+class _Offline:
+    """What could not be logged after the tracking server stopped answering."""
+
+    reason: str | None = None
+    lost: list[str] = []
+    epochs: set[int] = set()  # epochs whose metrics were not sent
+
+
+def _unreachable(err: BaseException) -> str | None:
+    """Why ``err`` means the tracking server is gone, or None if it means something else."""
+    if not tracking_uri().startswith(("http://", "https://")):
+        return None
+    text = f"{type(err).__name__}: {err}"
+    markers = ("Max retries exceeded", "Connection refused", "ConnectionError",
+               "Read timed out", "RemoteDisconnected", "Connection aborted")  # fmt: skip
+    if not any(marker in text for marker in markers):
+        return None
+    for marker in ("Connection refused", "Read timed out", "RemoteDisconnected"):
+        if marker in text:
+            return marker.lower()
+    return "no connection"
+
+
+def guarded(what: str, call, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; if the tracking server is gone, ``what`` is noted as lost
+    (and every later call is skipped) instead of failing the run's training."""
+    if _Offline.reason is not None:
+        _Offline.lost.append(what)
+        return _LOST
+    try:
+        return call(*args, **kwargs)
+    except Exception as err:
+        reason = _unreachable(err)
+        if reason is None:
+            raise
+        _Offline.reason = reason
+        _Offline.lost.append(what)
+        return _LOST
+
+
+_LOST = object()  # what guarded returns for a call that did not reach the server
+
+
+def report_lost(run_id: str) -> None:
+    """Say, at the end, what the run could not log (the outputs on disk are complete)."""
+    if not _Offline.lost:
+        return
+    import sys
+
+    lost = list(dict.fromkeys(_Offline.lost))
+    if _Offline.epochs:
+        lost[lost.index("per-epoch metrics")] = (
+            f"per-epoch metrics of epochs {min(_Offline.epochs)}-{max(_Offline.epochs)}"
+        )
+    _Offline.lost, _Offline.epochs = [], set()
+    print(
+        f"backprop: warning: the MLflow tracking server {_shown_uri()} stopped answering "
+        f"({_Offline.reason}); not logged to run {run_id}: {'; '.join(lost)}. The outputs on "
+        "disk are complete; the run stays RUNNING in the server's store.",
+        file=sys.stderr,
+    )
 
 
 def _experiment_id(mlflow, experiment_name: str, artifacts_dir: Path | None) -> str:
@@ -167,15 +272,27 @@ def pipeline_run(
     try:
         yield run
     except KeyboardInterrupt as err:
-        mlflow.set_tag("error", f"interrupted ({getattr(err, 'signal_name', 'SIGINT')})")
-        mlflow.end_run(status="KILLED")
+        guarded("its end", _end, "KILLED", f"interrupted ({getattr(err, 'signal_name', 'SIGINT')})")
         raise
     except BaseException as err:
-        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
-        mlflow.end_run(status="FAILED")
+        guarded("its end", _end, "FAILED", f"{type(err).__name__}: {err}"[:5000])
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        guarded("its end (FINISHED)", _end, "FINISHED")
+    finally:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run.info.run_id:
+            # Its end could not be sent (the server went away): let this process forget it,
+            # as mlflow.end_run does first thing, so that another run can start.
+            mlflow.tracking.fluent._active_run_stack.get().pop()
+        report_lost(run.info.run_id)
+
+
+def _end(status: str, error: str | None = None) -> None:
+    mlflow = _mlflow()
+    if error is not None:
+        mlflow.set_tag("error", error)
+    mlflow.end_run(status=status)
 
 
 def remember_run(run_id: str) -> None:
@@ -193,6 +310,10 @@ def remembered_run() -> str | None:
 
 def log_training_start(params: dict[str, Any], source: dict | None, params_file: str) -> None:
     """Params, tags (git, dataset digest), the dataset as an input, the composed config."""
+    guarded("the params, tags and dataset", _log_training_start, params, source, params_file)
+
+
+def _log_training_start(params: dict[str, Any], source: dict | None, params_file: str) -> None:
     mlflow = _mlflow()
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
@@ -282,7 +403,9 @@ class EpochLog:
         client = mlflow.MlflowClient()
         run_id = mlflow.active_run().info.run_id
         for start in range(0, len(pending), 1000):  # MLflow's limit per batch
-            client.log_batch(run_id, metrics=pending[start : start + 1000])
+            batch = pending[start : start + 1000]
+            if guarded("per-epoch metrics", client.log_batch, run_id, metrics=batch) is _LOST:
+                _Offline.epochs.update(m.step for m in batch)
 
 
 def log_trained_model(
@@ -290,6 +413,13 @@ def log_trained_model(
 ) -> None:
     """The training reports and the pyfunc model, which holds the model folder (weights,
     classes, scaler): ``mlflow.pyfunc.load_model`` turns raw rows into labels."""
+    guarded("the model and the training reports", _log_trained_model, model_dir, reports,
+            example, best_epoch)  # fmt: skip
+
+
+def _log_trained_model(
+    model_dir: str, reports: list[str], example: Any, best_epoch: int | None
+) -> None:
     mlflow = _mlflow()
     from backprop.predictor import Predictor
 
@@ -346,6 +476,10 @@ class _PyfuncFlavor:
 
 
 def log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) -> None:
+    guarded("the test metrics and figures", _log_evaluation, metrics, files, figures_dir)
+
+
+def _log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) -> None:
     mlflow = _mlflow()
 
     test = metrics["test"]
@@ -362,7 +496,7 @@ def log_evaluation(metrics: dict[str, Any], files: list[str], figures_dir: str) 
 
 
 def log_metric(name: str, value: float) -> None:
-    _mlflow().log_metric(name, value)
+    guarded(name, _mlflow().log_metric, name, value)
 
 
 def download_model_folder(uri: str, dst: Path) -> Path:
@@ -490,4 +624,9 @@ def run_exists(run_id: str) -> bool:
 
 
 def set_tag(key: str, value: str) -> None:
-    _mlflow().set_tag(key, value)
+    guarded(f"tag {key}", _mlflow().set_tag, key, value)
+
+
+def offline() -> bool:
+    """Whether the tracking server stopped answering during this process."""
+    return _Offline.reason is not None
