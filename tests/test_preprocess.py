@@ -90,7 +90,7 @@ def test_cli_reads_params_yaml_or_the_named_file_or_defaults(digits_csv, tmp_pat
         ),
         (
             "preprocess:\n  test_fraction: 1.5\n",
-            "p.yaml: preprocess.test_fraction must be a number in [0, 1), got 1.5",
+            "p.yaml: preprocess.test_fraction must be a number in (0, 1), got 1.5",
         ),
         (
             "preprocess:\n  val_fraction: 0.6\n  test_fraction: 0.5\n",
