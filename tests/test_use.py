@@ -148,7 +148,8 @@ def test_the_served_model_answers_like_predict_and_refuses_bad_requests(trained,
     rows.to_csv(tmp_path / "rows.csv", index=False)
     predict(root, model, tmp_path / "rows.csv", "-o", tmp_path / "expected.csv")
     expected = pd.read_csv(tmp_path / "expected.csv")
-    args = ["models", "serve", "-m", f"runs:/{run_id}/model", "--env-manager", "local"]
+    sh(root, "backprop", "register", run_id, "served")  # served by its registry name
+    args = ["models", "serve", "-m", "models:/served/1", "--env-manager", "local"]
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_service(args, "/ping", tmp_path / "serve.log", cwd=root,
                         MLFLOW_TRACKING_URI=uri) as url:  # fmt: skip
