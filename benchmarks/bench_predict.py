@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_preprocess import FEATURES, peak_rss_mb, write_csv  # noqa: E402
+from bench_preprocess import FEATURES, in_child, median_run, peak_rss_mb, write_csv  # noqa: E402
 
 
 def make_model(csv: Path, folder: Path) -> None:
@@ -60,16 +59,6 @@ def worker(kind: str, csv: str, model: str) -> dict:
     return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
-def in_child(kind: str, csv: Path, model: Path) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, str(csv), str(model)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if result.returncode != 0:
-        sys.exit(f"bench_predict: the {kind} run failed:\n{result.stderr}")
-    return json.loads(result.stdout)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -93,10 +82,9 @@ def main() -> None:
         make_model(csv, model)
         plains, ourses = [], []
         for _ in range(args.repeats):
-            plains.append(in_child("pandas", csv, model))
-            ourses.append(in_child("backprop", csv, model))
-    plain = sorted(plains, key=lambda r: r["seconds"])[len(plains) // 2]
-    ours = sorted(ourses, key=lambda r: r["seconds"])[len(ourses) // 2]
+            plains.append(in_child(__file__, "pandas", str(csv), str(model)))
+            ourses.append(in_child(__file__, "backprop", str(csv), str(model)))
+    plain, ours = median_run(plains), median_run(ourses)
     assert ours["rows"] == plain["rows"] == args.rows
     report = {
         "rows": args.rows,

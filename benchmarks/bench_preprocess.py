@@ -84,13 +84,18 @@ def worker(kind: str, path: str) -> dict:
     return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "shape": list(shape)}
 
 
-def in_child(kind: str, path: Path) -> dict:
+def in_child(script: str, kind: str, *args: str) -> dict:
+    """``script --worker KIND ARGS`` in a fresh Python (its own peak RSS): its JSON report."""
     result = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, str(path)], capture_output=True, text=True
+        [sys.executable, script, "--worker", kind, *args], capture_output=True, text=True
     )
     if result.returncode != 0:
-        sys.exit(f"bench_preprocess: the {kind} run failed:\n{result.stderr}")
+        sys.exit(f"{Path(script).stem}: the {kind} run failed:\n{result.stderr}")
     return json.loads(result.stdout)
+
+
+def median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
 def main() -> None:
@@ -115,10 +120,9 @@ def main() -> None:
     # Interleaved, so that both see the same moods of a shared machine; medians.
     plains, ourses = [], []
     for _ in range(args.repeats):
-        plains.append(in_child("pandas", path))
-        ourses.append(in_child("backprop", path))
-    plain = sorted(plains, key=lambda r: r["seconds"])[len(plains) // 2]
-    ours = sorted(ourses, key=lambda r: r["seconds"])[len(ourses) // 2]
+        plains.append(in_child(__file__, "pandas", str(path)))
+        ourses.append(in_child(__file__, "backprop", str(path)))
+    plain, ours = median_run(plains), median_run(ourses)
     report = {
         "rows": args.rows,
         "csv_mb": path.stat().st_size / 2**20,
