@@ -60,3 +60,12 @@ def test_epoch_metrics_are_sent_in_batches_and_all_arrive(tmp_path, monkeypatch)
         at_once = EpochLog(interval=0)
         at_once.add(epoch(6))  # an interval of 0 sends every epoch as it comes
         assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == 6
+
+
+def test_runs_without_a_database_says_so_and_creates_none(tmp_path):
+    from helpers import sh
+
+    result = sh(tmp_path, "backprop", "runs", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "no runs yet" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()

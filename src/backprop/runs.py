@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from backprop import tracking
@@ -18,7 +19,15 @@ def run_table(
 
     ``sweep`` is a parent run id, or ``latest`` for the newest sweep.
     """
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise ValueError(  # rather than create an empty database just to find it empty
+            f"no runs yet: {uri.removeprefix('sqlite:///')} does not exist; run the pipeline "
+            "(`make repro`) or set MLFLOW_TRACKING_URI"
+        )
     mlflow = tracking._mlflow()
+    mlflow.set_tracking_uri(uri)
+    tracking.check_server(uri)
     client = mlflow.MlflowClient()
     if mlflow.get_experiment_by_name(experiment_name) is None:
         raise ValueError(
