@@ -90,3 +90,13 @@ def test_a_batch_larger_than_the_training_set_is_clipped_with_a_warning(project)
         "backprop: warning: batch_size 100000 is larger than the 1259 training rows; using 1259"
     ]
     no_run_is_running(project)
+
+
+def test_printing_the_config_checks_it_too_and_a_glob_sweep_is_left_to_hydra(project):
+    result = sh(project, "backprop-experiment", "--cfg", "job", "optim.lr=oops", check=False)
+    one_line_naming(result, "optim.lr")
+    shown = sh(project, "backprop-experiment", "--cfg", "job", "optim.lr=0.25")
+    assert "lr: 0.25" in shown.stdout
+    swept = sh(project, "backprop-experiment", "--multirun", "train.epochs=1",
+               "model=glob(s*)")  # fmt: skip
+    assert swept.stdout.count("job ") == 2  # seed, squared_error

@@ -237,17 +237,26 @@ def check_overrides(argv: list[str], conf_dir: Path) -> None:
     from backprop.conf_store import compose_config
 
     args, _ = get_args_parser().parse_known_args(argv)
-    if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
+    if args.help or args.hydra_help or args.shell_completion:
         return
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception as err:  # a syntax error: Hydra's message is one line
         _fail(str(err).strip().splitlines()[0])
-    plain = [o for o in parsed if not o.is_hydra_override()]
-    choices = [
-        ([str(v) for v in o.sweep_string_iterator()] if o.is_sweep_override() else [None])
-        for o in plain
-    ]  # fmt: skip
+    plain, choices = [], []
+    for o in parsed:
+        if o.is_hydra_override():
+            continue
+        if not o.is_sweep_override():
+            plain.append(o)
+            choices.append([None])
+            continue
+        try:
+            values = [str(v) for v in o.sweep_string_iterator()]
+        except Exception:  # glob(...) of group options: Hydra expands and checks it itself
+            continue
+        plain.append(o)
+        choices.append(values)
 
     def text(o, value: str | None) -> str:
         if value is None:
