@@ -231,3 +231,21 @@ def test_a_tracking_server_that_goes_away_mid_run_loses_logging_not_the_model(pr
     assert len(warning) == 1 and "per-epoch metrics of epochs" in warning[0]
     assert "the model and the training reports" in warning[0]
     assert "Traceback" not in err and "Retrying" not in err
+
+
+def test_sigterm_in_a_sweep_leaves_no_run_running(project):
+    process = start(project, "backprop-experiment", "--multirun", *LONG, "optim.lr=1.0,0.5")
+    wait_for_checkpoint(project, 2, process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "the same command plus train.resume=true" in err
+    client = mlflow_client(project)
+    experiment = client.get_experiment_by_name("backprop")
+    parent = client.search_runs([experiment.experiment_id], "tags.sweep = 'parent'",
+                                order_by=["attributes.start_time DESC"])[0]  # fmt: skip
+    assert parent.info.status == "KILLED"
+    running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+    assert not running
+    for path in (project / "outputs/checkpoints").glob("*.npz"):
+        path.unlink()  # not to be resumed by another test

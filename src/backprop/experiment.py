@@ -189,11 +189,16 @@ def task(cfg) -> float:
                 run_name=_run_name(hc) if multirun else None, show_progress=not multirun,
             )  # fmt: skip
     except TrainingInterrupted as err:
-        overrides = " ".join(o for o in hc.overrides.task if not o.startswith("train.resume="))
-        how = f"`backprop-experiment {overrides} train.resume=true`".replace("  ", " ")
+        _sweep_killed(multirun)
+        if multirun:  # finished jobs have no checkpoint and run again; this one goes on
+            how = "the same command plus train.resume=true"
+        else:
+            overrides = " ".join(o for o in hc.overrides.task if not o.startswith("train.resume="))
+            how = f"`backprop-experiment {overrides} train.resume=true`".replace("  ", " ")
         print(interrupted_message("backprop-experiment", err, how), file=sys.stderr)
         sys.exit(err.exit_status)
     except KeyboardInterrupt as err:  # after training: the run is KILLED, nothing to resume
+        _sweep_killed(multirun)
         name = getattr(err, "signal_name", "SIGINT")
         print(f"backprop-experiment: interrupted by {name}", file=sys.stderr)
         sys.exit(getattr(err, "exit_status", 130))
@@ -217,6 +222,15 @@ def task(cfg) -> float:
     if result["registered"]:
         print(f"registered the model as {result['registered']}")
     return kept if kept is not None else math.nan
+
+
+def _sweep_killed(multirun: bool) -> None:
+    """An interrupted sweep's parent run is KILLED too, not left RUNNING."""
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if multirun and parent:
+        from backprop import tracking
+
+        tracking.terminate(parent, "KILLED")
 
 
 def _run_name(hc) -> str:

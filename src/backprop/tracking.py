@@ -630,3 +630,9 @@ def set_tag(key: str, value: str) -> None:
 def offline() -> bool:
     """Whether the tracking server stopped answering during this process."""
     return _Offline.reason is not None
+
+
+def terminate(run_id: str, status: str) -> None:
+    """End run ``run_id`` (not the active one) with ``status``."""
+    client = _mlflow().MlflowClient()
+    guarded("the sweep's end", client.set_terminated, run_id, status=status)
