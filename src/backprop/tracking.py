@@ -259,16 +259,19 @@ def pipeline_run(
     """
     mlflow = _mlflow()
 
+    from backprop.interrupt import deferred
+
     experiment_id = connect(experiment_name)
-    if run_id is not None:
-        run = mlflow.start_run(run_id=run_id)
-        if "error" in run.data.tags:  # an interrupted run going on: it is not failing now
-            mlflow.MlflowClient().delete_tag(run_id, "error")
-    else:
-        run = mlflow.start_run(
-            experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name,
-            tags=tags,
-        )  # fmt: skip
+    with deferred():  # a Ctrl-C now would leave a run RUNNING that nobody ends
+        if run_id is not None:
+            run = mlflow.start_run(run_id=run_id)
+            if "error" in run.data.tags:  # an interrupted run going on: it is not failing now
+                mlflow.MlflowClient().delete_tag(run_id, "error")
+        else:
+            run = mlflow.start_run(
+                experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=run_name,
+                tags=tags,
+            )  # fmt: skip
     try:
         yield run
     except KeyboardInterrupt as err:
