@@ -191,7 +191,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"macro F1 {test['macro_f1']:.4f} (MLflow run {run.info.run_id})"
     )
     if config.registered_model_name and not tracking.offline():
-        _register(argparse.Namespace(run_id=run.info.run_id, name=config.registered_model_name))
+        _register_model(run.info.run_id, config.registered_model_name)
     return 0
 
 
@@ -231,14 +231,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
+    _register_model(args.run_id, args.name)
+    return 0
+
+
+def _register_model(run_id: str, name: str) -> None:
     from backprop import tracking
 
     try:
-        version = tracking.register_model(args.run_id, args.name)
+        version = tracking.register_model(run_id, name)
     except user_errors() as err:
         raise UserError(str(err)) from None
-    print(f"registered the model of run {args.run_id} as models:/{args.name}/{version}")
-    return 0
+    print(f"registered the model of run {run_id} as models:/{name}/{version}")
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -113,8 +113,8 @@ def run_pipeline(
         prepared = str(prepared_dir(csv, config, cache))
         trained = tracked_train(
             config, params, str(params_file), prepared, str(job_dir / "model"),
-            str(job_dir / "reports"), show_progress, checkpoint_for(config, prepared),
-            resuming=resumed_run is not None,
+            str(job_dir / "reports"), show_progress,
+            checkpoint or checkpoint_for(config, prepared), resuming=resumed_run is not None,
         )  # fmt: skip
         metrics = tracked_evaluate(str(job_dir / "model"), prepared, str(job_dir / "reports"))
     version = None

@@ -354,37 +354,40 @@ def save_checkpoint(path: str | os.PathLike, state, extra: Mapping[str, Any]) ->
 
 def load_checkpoint(path: str | os.PathLike):
     """(TrainingState, extra) from a checkpoint file; ModelFileError, naming it, if damaged."""
-    from backprop.training import EpochMetrics, History, TrainingState
-
     path = Path(path)
     arrays = read_npz(path)
     try:
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        if arrays and meta["arrays_sha256"] != _arrays_digest(arrays):
-            raise ModelFileError(f"{path}: checksum mismatch; the checkpoint is damaged")
-        n = meta["n_parameters"]
-        history = History(
-            epochs=[EpochMetrics(**m) for m in meta["history"]["epochs"]],
-            best_epoch=meta["history"]["best_epoch"],
-            stopped_early=meta["history"]["stopped_early"],
-        )
-        state = TrainingState(
-            epoch=meta["epoch"],
-            parameters=[arrays[f"param_{i}"] for i in range(n)],
-            optimizer={k: arrays[f"optim_{k}"] for k in meta["optimizer_keys"]},
-            rng=meta["rng"],
-            history=history,
-            best_loss=math.inf if meta["best_loss"] is None else meta["best_loss"],
-            best_parameters=[arrays[f"best_{i}"] for i in range(n)] if meta["has_best"] else None,
-            waited=meta["waited"],
-        )
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
+        intact = not arrays or meta["arrays_sha256"] == _arrays_digest(arrays)
+        state = _training_state(meta, arrays) if intact else None
+    except (KeyError, TypeError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         raise ModelFileError(
             f"{path}: not a valid checkpoint ({type(err).__name__}: {err})"
         ) from None
+    if state is None:
+        raise ModelFileError(f"{path}: checksum mismatch; the checkpoint is damaged")
     return state, meta["extra"]
+
+
+def _training_state(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
+    from backprop.training import EpochMetrics, History, TrainingState
+
+    n = meta["n_parameters"]
+    history = History(
+        epochs=[EpochMetrics(**m) for m in meta["history"]["epochs"]],
+        best_epoch=meta["history"]["best_epoch"],
+        stopped_early=meta["history"]["stopped_early"],
+    )
+    return TrainingState(
+        epoch=meta["epoch"],
+        parameters=[arrays[f"param_{i}"] for i in range(n)],
+        optimizer={k: arrays[f"optim_{k}"] for k in meta["optimizer_keys"]},
+        rng=meta["rng"],
+        history=history,
+        best_loss=math.inf if meta["best_loss"] is None else meta["best_loss"],
+        best_parameters=[arrays[f"best_{i}"] for i in range(n)] if meta["has_best"] else None,
+        waited=meta["waited"],
+    )
 
 
 def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:

@@ -89,10 +89,11 @@ def tracked_evaluate(
 
 
 def source_of(prepared_dir: str) -> dict | None:
-    from backprop.stages.preprocess import load_prepared
+    """What the prepared data was made from: its source.json, not the splits' arrays."""
+    from backprop.stages.preprocess import read_source
 
     try:
-        return load_prepared(prepared_dir).source
+        return read_source(prepared_dir)
     except (OSError, ValueError):
         return None  # train_model reports the problem with the prepared data
 

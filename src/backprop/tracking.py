@@ -502,6 +502,13 @@ def log_metric(name: str, value: float) -> None:
     guarded(name, _mlflow().log_metric, name, value)
 
 
+def _at_store():
+    """``mlflow``, pointed at the tracking store (outside a pipeline run)."""
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
 def download_model_folder(uri: str, dst: Path) -> Path:
     """The model folder (model.json, weights.npz) of the pyfunc model at an MLflow model URI,
     downloaded into ``dst``.  Read as files: nothing of the model is unpickled."""
@@ -509,10 +516,9 @@ def download_model_folder(uri: str, dst: Path) -> Path:
 
     from backprop.io import ModelFileError
 
-    mlflow = _mlflow()
+    mlflow = _at_store()
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri())
     try:
         with _quiet():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
@@ -549,10 +555,9 @@ class TrackingError(ValueError):
 
 def get_run(run_id: str):
     """The MLflow run ``run_id``; TrackingError, in one line, if the store has no such run."""
-    mlflow = _mlflow()
+    mlflow = _at_store()
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri())
     try:
         return mlflow.MlflowClient().get_run(run_id)
     except MlflowException as err:
@@ -588,10 +593,9 @@ def register_model(run_id: str, name: str) -> str:
 
 def download_run_file(run_id: str, path: str, dst: Path) -> Path | None:
     """The artifact ``path`` of run ``run_id``, downloaded into ``dst``; None if it has none."""
-    mlflow = _mlflow()
+    mlflow = _at_store()
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri())
     try:
         with _quiet():
             return Path(
@@ -615,13 +619,9 @@ def active_run_id() -> str | None:
 
 
 def run_exists(run_id: str) -> bool:
-    mlflow = _mlflow()
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(tracking_uri())
     try:
-        mlflow.MlflowClient().get_run(run_id)
-    except MlflowException:
+        get_run(run_id)
+    except TrackingError:
         return False
     return True
 

@@ -115,6 +115,14 @@ def preprocess(
     }
 
 
+def read_source(out_dir: str | os.PathLike) -> dict | None:
+    """The input CSV's path, SHA-256 and row count recorded in ``out_dir`` (None if absent)."""
+    import json
+
+    path = Path(out_dir) / "source.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def load_prepared(out_dir: str | os.PathLike) -> Prepared:
     import json
 
@@ -122,8 +130,7 @@ def load_prepared(out_dir: str | os.PathLike) -> Prepared:
     arrays = {name: read_npz(out_dir / f"{name}.npz") for name in SPLITS}
     scaler_meta = json.loads((out_dir / "scaler.json").read_text(encoding="utf-8"))
     class_meta = json.loads((out_dir / "classes.json").read_text(encoding="utf-8"))
-    source_path = out_dir / "source.json"
-    source = json.loads(source_path.read_text(encoding="utf-8")) if source_path.exists() else None
+    source = read_source(out_dir)
     return Prepared(
         X={name: a["X"] for name, a in arrays.items()},
         y={name: a["y"] for name, a in arrays.items()},
