@@ -5,7 +5,7 @@ VENV ?= .venv
 EXTRAS ?= dev
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format bench gradcheck explain clean repro params
+.PHONY: install test test-fast lint format bench gradcheck explain clean repro params
 # DVC runs the stage commands (`backprop ...`) through the shell: the venv comes first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # MLflow 3 posts usage telemetry from every process; nothing here goes to the network.
@@ -31,14 +31,17 @@ repro: install
 params: install
 	$(BIN)/backprop params
 
-test: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow (fresh git copies, servers, subprocess pipelines).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -38,11 +38,11 @@ def main() -> None:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from backprop.conf_store import compose_config
-    from backprop.network import one_hot
-    from backprop.stages.digits import write_digits
-    from backprop.stages.preprocess import preprocess
-    from backprop.stages.train import train_model
+    from backprop.app.compose import compose_config
+    from backprop.nn.network import one_hot
+    from backprop.pipeline.stages.digits import write_digits
+    from backprop.pipeline.stages.preprocess import preprocess
+    from backprop.pipeline.stages.train import train
 
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,9 +52,10 @@ def main() -> None:
             for name, (overrides, sk_activation) in PRESETS.items():
                 config = compose_config([*overrides, f"preprocess.seed={seed}"])
                 prepared_dir = tmp / f"prepared-{seed}"
-                preprocess(csv, prepared_dir, config.preprocess, config.data.label_column)
+                preprocess(config, csv=csv, prepared=prepared_dir)
                 start = time.perf_counter()
-                trained = train_model(prepared_dir, tmp / "model", tmp / "reports", config)
+                trained = train(config, prepared=prepared_dir, model=tmp / "model",
+                                reports=tmp / "reports", progress=False)  # fmt: skip
                 seconds = time.perf_counter() - start
                 p = trained.prepared
                 _, outputs = trained.network.evaluate(

@@ -69,7 +69,7 @@ def gemm_floor_seconds(n: int, repeats: int) -> float:
     engine's gemm, hot in cache, times the number of batches: what an epoch
     would cost if everything else were free.
     """
-    from backprop.gemm import gemm
+    from backprop.nn.gemm import gemm
 
     rng = np.random.default_rng(0)
     batch = 128
@@ -97,14 +97,15 @@ def _timed(fn) -> float:
 
 
 def run_numpy(n: int, epochs: int) -> dict:
-    from backprop.network import MLP
-    from backprop.training import TrainConfig, train
+    from backprop.nn.network import MLP
+    from backprop.nn.optimizers import optim_config
+    from backprop.nn.training import TrainConfig, train
 
     X, y = synthetic(n)
     rng = np.random.default_rng(0)
     net = MLP(list(LAYERS), "sigmoid", "softmax", "cross_entropy", "float32", rng=rng)
-    config = TrainConfig(epochs=epochs, batch_size=128, learning_rate=0.1, optimizer="sgd")
-    history = train(net, X, y, config, rng)
+    config = TrainConfig(epochs=epochs, batch_size=128)
+    history = train(net, X, y, config, optim_config(name="sgd", lr=0.1), rng)
     return {
         "epoch_seconds": [m.seconds for m in history.epochs],
         "final_loss": history.epochs[-1].train_loss,

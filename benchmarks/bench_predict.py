@@ -26,10 +26,11 @@ from bench_preprocess import FEATURES, in_child, median_run, peak_rss_mb, write_
 def make_model(csv: Path, folder: Path) -> None:
     import numpy as np
 
-    from backprop.data import encode_labels, read_labelled_csv
-    from backprop.io import save_model
-    from backprop.network import MLP
-    from backprop.scaling import MinMaxScaler
+    from backprop.nn.network import MLP
+    from backprop.pipeline.model_files import save_model
+    from backprop.tables.labels import encode_labels
+    from backprop.tables.reader import read_labelled_csv
+    from backprop.tables.scaling import MinMaxScaler
 
     data = read_labelled_csv(csv, "label")
     scaler = MinMaxScaler.fit(data.matrix())
@@ -50,7 +51,7 @@ def worker(kind: str, csv: str, model: str) -> dict:
         rows = len(pd.read_csv(csv))
         seconds = time.perf_counter() - start
     else:
-        from backprop.predict import predict_csv
+        from backprop.app.predict import predict_csv
 
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()

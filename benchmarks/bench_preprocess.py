@@ -64,8 +64,9 @@ def worker(kind: str, path: str) -> dict:
     else:
         import pandas  # noqa: F401  imported before the clock starts, as for the plain read
 
-        from backprop.config import PreprocessConfig
-        from backprop.stages.preprocess import prepare, write_prepared
+        from backprop.pipeline.prepared import write_prepared
+        from backprop.pipeline.stages.preprocess import prepare
+        from backprop.tables.config import PreprocessConfig
 
         start = time.perf_counter()
         prepared = prepare(path, PreprocessConfig())

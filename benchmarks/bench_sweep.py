@@ -52,20 +52,20 @@ def job_starts(root: Path) -> list[float]:
 
 def training_alone(root: Path, epochs: int) -> float:
     """Seconds of preprocess-free training of one job's config, without tracking."""
-    from backprop.conf_store import compose_config
-    from backprop.stages.digits import write_digits
-    from backprop.stages.preprocess import preprocess
-    from backprop.stages.train import train_model
+    from backprop.app.compose import compose_config
+    from backprop.pipeline.stages.digits import write_digits
+    from backprop.pipeline.stages.preprocess import preprocess
+    from backprop.pipeline.stages.train import train
 
     config = compose_config([f"train.epochs={epochs}", "train.patience=null"], root / "conf")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_digits(tmp / "d.csv")
-        preprocess(tmp / "d.csv", tmp / "p", config.preprocess, config.data.label_column)
+        preprocess(config, csv=tmp / "d.csv", prepared=tmp / "p")
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            train_model(tmp / "p", tmp / "m", tmp / "r", config)
+            train(config, prepared=tmp / "p", model=tmp / "m", reports=tmp / "r", progress=False)
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 

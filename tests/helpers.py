@@ -127,3 +127,8 @@ def kill_processes_in(folder: Path) -> None:
         if cwd == folder or folder in cwd.parents:
             with contextlib.suppress(OSError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+def cached_digits(root: Path) -> Path:
+    """The digits CSV the Hydra app's data stage wrote into the project's cache."""
+    return next((root / "outputs" / "cache" / "data").glob("*/digits.csv"))

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from backprop.data import DataError, decode_labels, encode_labels, read_labelled_csv
-from backprop.stages.digits import digits_csv_bytes, write_digits
+from backprop.errors import DataError
+from backprop.pipeline.stages.digits import digits_csv_bytes, write_digits
+from backprop.tables.labels import decode_labels, encode_labels
+from backprop.tables.reader import read_labelled_csv
 
 
 def write(tmp_path, text, name="data.csv"):

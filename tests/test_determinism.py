@@ -7,9 +7,10 @@ import sys
 SCRIPT = """
 import sys
 import numpy as np
-from backprop.io import save_model
-from backprop.network import MLP
-from backprop.training import TrainConfig, train
+from backprop.nn.network import MLP
+from backprop.nn.optimizers import optim_config
+from backprop.nn.training import TrainConfig, train
+from backprop.pipeline.model_files import save_model
 
 seed = int(sys.argv[2])
 data = np.random.default_rng(123)
@@ -17,8 +18,8 @@ X = data.random((600, 64), dtype=np.float32)
 y = data.integers(0, 10, 600)
 rng = np.random.default_rng(seed)
 net = MLP([64, 32, 16, 10], rng=rng)
-train(net, X[:500], y[:500], TrainConfig(epochs=3, batch_size=32, optimizer="adam",
-      learning_rate=0.01, patience=2), rng, X[500:], y[500:])
+train(net, X[:500], y[:500], TrainConfig(epochs=3, batch_size=32, patience=2),
+      optim_config(name="adam", lr=0.01), rng, X[500:], y[500:])
 save_model(sys.argv[1], net, classes=list(range(10)))
 """
 

@@ -12,6 +12,9 @@ import pytest
 
 from helpers import fresh_copy, kill_processes_in, mlflow_client, sh, venv_env
 
+# Fresh git copies, Hydra sweeps in subprocesses, DVC's queue.
+pytestmark = pytest.mark.slow
+
 FAST = ["train.epochs=4", "train.patience=null"]
 
 
@@ -64,7 +67,7 @@ def test_a_grid_sweep_nests_its_jobs_and_prepares_the_data_once(project):
         project, "backprop-experiment", "--multirun", "train.epochs=3", "train.patience=null",
         "optim.lr=1.0,0.3", "model.hidden_sizes=[32],[16]",
     )  # fmt: skip
-    prepared = [p for p in (project / "outputs/cache/prepared").iterdir() if p.is_dir()]
+    prepared = [p for p in (project / "outputs/cache/preprocess").iterdir() if p.is_dir()]
     assert len(prepared) == 1  # four jobs, one split: prepared once, then reused
     parent = latest_parent(project)
     client, jobs = runs_of(project, parent.info.run_id)

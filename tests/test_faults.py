@@ -17,6 +17,9 @@ import pytest
 
 from helpers import free_port, fresh_copy, mlflow_client, mlflow_service, sh, venv_env
 
+# Signals and SIGKILLs to real processes, tracking servers that go away.
+pytestmark = pytest.mark.slow
+
 LONG = ["train.epochs=150", "train.patience=null"]
 
 
@@ -42,7 +45,8 @@ def start(root: Path, *args: str, **env: str) -> subprocess.Popen:
 
 def wait_for_checkpoint(root: Path, epoch: int, process: subprocess.Popen) -> Path:
     """The checkpoint file, once it holds at least ``epoch`` epochs."""
-    from backprop.io import load_checkpoint
+    from backprop.errors import ModelFileError
+    from backprop.pipeline.checkpoints import load_checkpoint
 
     begun = time.time() - 1  # only this process's checkpoints: killed runs leave theirs
     deadline = time.monotonic() + 120
@@ -54,7 +58,7 @@ def wait_for_checkpoint(root: Path, epoch: int, process: subprocess.Popen) -> Pa
             try:
                 if load_checkpoint(path)[0].epoch >= epoch:
                     return path
-            except ValueError:
+            except ModelFileError:
                 pass  # being replaced: not possible by rename, but be patient
         time.sleep(0.05)
     raise AssertionError("no checkpoint appeared")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backprop.gemm import gemm
+from backprop.nn.gemm import gemm
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

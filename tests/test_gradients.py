@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from backprop import activations
-from backprop.activations import ACTIVATIONS
-from backprop.gradcheck import TOLERANCE, check_all, check_network
-from backprop.losses import HEADS
-from backprop.network import MLP, one_hot
+from backprop.nn.activations import ACTIVATIONS, make_activation
+from backprop.nn.activations.sigmoid import Sigmoid
+from backprop.nn.activations.tanh import Tanh
+from backprop.nn.gradcheck import TOLERANCE, check_all, check_network
+from backprop.nn.losses import HEADS
+from backprop.nn.network import MLP, one_hot
 
 RESULTS = check_all(seed=0)
 
@@ -22,11 +23,11 @@ def test_backprop_matches_central_differences(activation, head):
 
 def test_gradient_check_catches_a_wrong_derivative(monkeypatch):
     # The check must be able to fail: a sigmoid slope of a instead of a (1 - a).
-    def wrong(delta, a, scratch):
+    def wrong(self, delta, a, z, scratch):
         delta *= a
         return delta
 
-    monkeypatch.setitem(activations.DERIVATIVES, "sigmoid", wrong)
+    monkeypatch.setattr(Sigmoid, "derivative", wrong)
     rng = np.random.default_rng(3)
     net = MLP([4, 3, 2], "sigmoid", dtype="float64", rng=rng)
     X = rng.standard_normal((5, 4))
@@ -50,34 +51,49 @@ def test_weight_decay_gradient_is_checked_too():
     assert all(e < TOLERANCE for _, e in check_network(net, X, T, weight_decay=0.5))
 
 
-def test_gradients_match_pytorch_autograd_on_the_seed_network(torch):
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_outputs_and_gradients_match_pytorch_autograd(torch, activation, head):
+    """Every activation against PyTorch's own function of the same name and options,
+    in the seed network's shape, with both output/loss pairs."""
+    output, loss = head
     rng = np.random.default_rng(5)
-    net = MLP([20, 16, 8, 4], "sigmoid", dtype="float64", rng=rng)
+    act = make_activation(activation)
+    net = MLP([20, 16, 8, 4], act, output, loss, dtype="float64", rng=rng)
+    for b in net.biases:  # away from relu's kink by construction
+        b[...] = rng.uniform(-0.5, 0.5, b.shape)
     X = rng.standard_normal((9, 20))
     y = rng.integers(0, 4, 9)
+    targets = one_hot(y, 4, "float64") if loss == "cross_entropy" else rng.uniform(0, 1, (9, 4))
     ws = net.workspace(9)
-    net.forward(X, ws)
-    net.backward(ws, one_hot(y, 4, "float64"))
+    ours = net.forward(X, ws).copy()
+    net.backward(ws, targets)
 
     params = [torch.tensor(p, requires_grad=True) for p in net.parameters()]
     a = torch.tensor(X)
     for i in range(0, len(params), 2):
         a = a @ params[i] + params[i + 1]
         if i < len(params) - 2:
-            a = torch.sigmoid(a)
-    torch.nn.functional.cross_entropy(a, torch.tensor(y)).backward()
-    for ours, theirs in zip(net.gradients(), params, strict=True):
-        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-14)
+            a = act.reference(torch, a)
+    if loss == "cross_entropy":
+        theirs = torch.softmax(a, dim=1)
+        torch.nn.functional.cross_entropy(a, torch.tensor(y)).backward()
+    else:
+        theirs = torch.sigmoid(a)
+        (0.5 * ((theirs - torch.tensor(targets)) ** 2).sum(dim=1).mean()).backward()
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-15)
+    for g, p in zip(net.gradients(), params, strict=True):
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-9, atol=1e-14)
 
 
 def test_gradcheck_command_exits_1_when_a_derivative_is_wrong(monkeypatch, capsys):
-    from backprop.cli import main
+    from backprop.app.cli import main
 
-    def wrong(delta, a, scratch):
+    def wrong(self, delta, a, z, scratch):
         delta *= 1 - a * a * a
         return delta
 
-    monkeypatch.setitem(activations.DERIVATIVES, "tanh", wrong)
+    monkeypatch.setattr(Tanh, "derivative", wrong)
     assert main(["gradcheck"]) == 1
     captured = capsys.readouterr()
     assert "FAIL" in captured.out

@@ -4,8 +4,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from backprop.io import ModelFileError, load_model, npz_bytes, read_npz, save_model
-from backprop.network import MLP
+from backprop.errors import ModelFileError
+from backprop.nn.network import MLP
+from backprop.pipeline.files import npz_bytes, read_npz
+from backprop.pipeline.model_files import load_model, save_model
 
 
 def make_net(dtype="float32"):
@@ -18,7 +20,7 @@ def test_round_trip_keeps_weights_metadata_and_predictions(tmp_path, dtype):
     save_model(tmp_path / "model", net, classes=["cat", "dog", "eel"], extra={"note": 1})
     loaded, meta = load_model(tmp_path / "model")
     assert loaded.layer_sizes == [6, 5, 4, 3]
-    assert (loaded.activation, loaded.output, loaded.loss_name) == (
+    assert (loaded.activation.name, loaded.output, loaded.loss_name) == (
         "tanh",
         "softmax",
         "cross_entropy",

@@ -3,12 +3,35 @@ import json
 import numpy as np
 import pytest
 
-from backprop.config import ModelConfig, OptimConfig, PipelineConfig, TrainingConfig
-from backprop.metrics import classification_report, confusion_matrix, precision_recall_f1
-from backprop.stages.digits import write_digits
-from backprop.stages.evaluate import evaluate_model
-from backprop.stages.preprocess import PreprocessConfig, preprocess
-from backprop.stages.train import train_model
+from backprop.errors import ConfigError
+from backprop.nn.metrics import classification_report, confusion_matrix, precision_recall_f1
+from backprop.pipeline.settings import Settings
+from backprop.pipeline.stages.digits import write_digits
+from backprop.pipeline.stages.evaluate import evaluate
+from backprop.pipeline.stages.preprocess import preprocess
+from backprop.pipeline.stages.train import train
+
+
+def settings(**sections) -> Settings:
+    return Settings.from_params(sections, "test")
+
+
+def train_model(prepared, model, reports, config, callback=None):
+    class Seen:  # the RunLog a stage talks to: here, only its per-epoch callback
+        run_id = None
+
+        def __call__(self, metrics):
+            if callback is not None:
+                callback(metrics)
+
+        def __getattr__(self, name):
+            return lambda *args: None
+
+    return train(config, prepared=prepared, model=model, reports=reports, log=Seen())
+
+
+def evaluate_model(model, prepared, reports):
+    return evaluate(None, model=model, prepared=prepared, reports=reports).metrics
 
 
 def test_confusion_and_scores_by_hand():
@@ -40,15 +63,15 @@ def test_a_class_never_predicted_scores_zero_without_warnings():
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     write_digits(root / "digits.csv")
-    preprocess(root / "digits.csv", root / "prepared", PreprocessConfig())
+    preprocess(settings(), csv=root / "digits.csv", prepared=root / "prepared")
     return root
 
 
 def small_config(**optim):
-    return PipelineConfig(
-        model=ModelConfig(hidden_sizes=[32]),
-        optim=OptimConfig(**({"lr": 0.5} | optim)),
-        train=TrainingConfig(epochs=8, batch_size=32, patience=3),
+    return settings(
+        model={"hidden_sizes": [32]},
+        optim={"lr": 0.5} | optim,
+        train={"epochs": 8, "batch_size": 32, "patience": 3},
     )
 
 
@@ -104,7 +127,7 @@ def test_same_config_same_bytes(prepared, tmp_path):
 def test_features_that_are_not_a_square_image_get_no_image_figures(tmp_path):
     rows = [f"{i % 2},{i},{i % 7},{(i * 3) % 5}" for i in range(60)]
     (tmp_path / "t.csv").write_text("label,a,b,c\n" + "\n".join(rows) + "\n")
-    preprocess(tmp_path / "t.csv", tmp_path / "prepared", PreprocessConfig())
+    preprocess(settings(), csv=tmp_path / "t.csv", prepared=tmp_path / "prepared")
     train_model(tmp_path / "prepared", tmp_path / "model", tmp_path / "reports", small_config())
     evaluate_model(tmp_path / "model", tmp_path / "prepared", tmp_path / "reports")
     assert [p.name for p in (tmp_path / "reports" / "figures").iterdir()] == ["confusion.png"]
@@ -113,8 +136,9 @@ def test_features_that_are_not_a_square_image_get_no_image_figures(tmp_path):
 def test_patience_without_a_validation_split_is_refused(tmp_path):
     rows = [f"{i % 2},{i}" for i in range(40)]
     (tmp_path / "t.csv").write_text("label,a\n" + "\n".join(rows) + "\n")
-    preprocess(tmp_path / "t.csv", tmp_path / "prepared", PreprocessConfig(val_fraction=0.0))
-    with pytest.raises(ValueError, match="train.patience needs a validation split"):
+    no_val = settings(preprocess={"val_fraction": 0.0})
+    preprocess(no_val, csv=tmp_path / "t.csv", prepared=tmp_path / "prepared")
+    with pytest.raises(ConfigError, match="train.patience needs a validation split"):
         train_model(tmp_path / "prepared", tmp_path / "model", tmp_path / "reports", small_config())
 
 
@@ -165,8 +189,8 @@ def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
 
     import pandas as pd
 
-    from backprop.runner import input_example as _input_example
-    from backprop.stages.preprocess import load_prepared
+    from backprop.pipeline.prepared import load_prepared
+    from backprop.tracking.pyfunc import input_example as _input_example
 
     p = load_prepared(prepared / "prepared")
     assert p.source["rows"] == 1797 and len(p.source["sha256"]) == 64

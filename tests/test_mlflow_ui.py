@@ -13,6 +13,9 @@ import pytest
 
 from helpers import fresh_copy, mlflow_client, mlflow_service, sh
 
+# The MLflow UI server, driven in chromium.
+pytestmark = pytest.mark.slow
+
 BROWSER_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from backprop.activations import ACTIVATIONS
-from backprop.losses import HEADS
-from backprop.network import MLP, one_hot
+from backprop.nn.activations import ACTIVATIONS
+from backprop.nn.losses import HEADS
+from backprop.nn.network import MLP, one_hot
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -52,7 +52,7 @@ def test_extreme_hidden_pre_activations(activation):
 def test_a_fresh_interpreter_with_warnings_as_errors():
     code = (
         "import numpy as np\n"
-        "from backprop.network import MLP\n"
+        "from backprop.nn.network import MLP\n"
         "net = MLP([784, 256, 64, 10], rng=np.random.default_rng(0))\n"
         "net.biases[-1][...] = np.linspace(-1e4, 1e4, 10)\n"
         "X = np.random.default_rng(1).normal(0, 1e3, (32, 784)).astype(np.float32)\n"

@@ -16,6 +16,9 @@ import yaml
 
 from helpers import REPO, fresh_copy, sh
 
+# Each test needs a fresh git copy of the repository and runs `dvc repro` in it.
+pytestmark = pytest.mark.slow
+
 FAST = ["train.epochs=4", "train.patience=null"]
 
 
@@ -101,7 +104,7 @@ def test_the_logged_model_turns_raw_rows_into_labels(project):
     assert (predicted["label"] == rows["label"]).mean() > 0.5  # 4 epochs: far above chance
     assert predicted.filter(like="proba_").sum(axis=1).round(4).eq(1).all()
     # The same as the model folder of the pipeline, scaling included.
-    from backprop.predictor import Predictor
+    from backprop.pipeline.predictor import Predictor
 
     local = Predictor(str(root / "data/model")).predict(rows.drop(columns=["label"]))
     assert predicted["label"].tolist() == local["label"].tolist()

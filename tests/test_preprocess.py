@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -5,9 +6,17 @@ import sys
 import numpy as np
 import pytest
 
-from backprop.config import ConfigError, PreprocessConfig
-from backprop.stages.digits import write_digits
-from backprop.stages.preprocess import load_prepared, preprocess
+from backprop.errors import ConfigError
+from backprop.pipeline.prepared import load_prepared
+from backprop.pipeline.settings import Settings
+from backprop.pipeline.stages.digits import write_digits
+from backprop.pipeline.stages.preprocess import preprocess as preprocess_stage
+from backprop.tables.config import PreprocessConfig
+
+
+def preprocess(csv, out, config: PreprocessConfig):
+    settings = Settings.from_params({"preprocess": dataclasses.asdict(config)}, "test")
+    return preprocess_stage(settings, csv=csv, prepared=out)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +26,7 @@ def digits_csv(tmp_path_factory):
 
 def test_preprocess_writes_scaled_float32_splits_and_the_class_list(digits_csv, tmp_path):
     summary = preprocess(digits_csv, tmp_path / "prepared", PreprocessConfig())
-    assert summary["rows"] == {"train": 1259, "val": 269, "test": 269}
+    assert summary.rows == {"train": 1259, "val": 269, "test": 269}
     p = load_prepared(tmp_path / "prepared")
     assert p.classes == list(range(10)) and p.label_column == "label"
     assert p.feature_names == [f"pixel{i}" for i in range(64)]

@@ -15,8 +15,12 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from helpers import free_port, fresh_copy, mlflow_service, sh
+from helpers import cached_digits, free_port, fresh_copy, mlflow_service, sh
+
+# A Ray instance and an MLflow server on PostgreSQL.
+pytestmark = pytest.mark.slow
 
 SWEEP = ["train.epochs=2", "train.patience=null", "model.hidden_sizes=[16]"]
 
@@ -106,6 +110,6 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = mlflow.pyfunc.load_model(f"runs:/{jobs[0].info.run_id}/model")
-        rows = pd.read_csv(root / "outputs/cache/digits.csv", nrows=5).drop(columns=["label"])
+        rows = pd.read_csv(cached_digits(root), nrows=5).drop(columns=["label"])
         assert list(model.predict(rows).columns[:2]) == ["label", "proba_0"]
     assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite file

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from backprop.network import MLP
-from backprop.optimizers import SGD
+from backprop.nn.network import MLP
+from backprop.nn.optimizers import optim_config
+from backprop.nn.optimizers.sgd import SGD
 
 
 def sig(x):
@@ -55,7 +56,7 @@ def test_one_sgd_step_matches_the_chain_rule_by_hand():
         0.5 * (t1 - o1) ** 2 + 0.5 * (t2 - o2) ** 2, abs=1e-15
     )
     net.backward(ws, np.array([[t1, t2]]))
-    SGD(net.parameters()).step(net.parameters(), net.gradients(), lr)
+    SGD(net.parameters(), optim_config()).step(net.parameters(), net.gradients(), lr)
 
     np.testing.assert_allclose(net.weights[0], expected_W0, rtol=0, atol=1e-15)
     np.testing.assert_allclose(net.weights[1], expected_W1, rtol=0, atol=1e-15)
@@ -94,7 +95,7 @@ def test_fused_sgd_step_equals_backward_then_sgd(activation, weight_decay):
         ws = a.workspace(8)
         a.forward(X, ws)
         a.backward(ws, T, weight_decay)
-        SGD(a.parameters()).step(a.parameters(), a.gradients(), 0.3)
+        SGD(a.parameters(), optim_config()).step(a.parameters(), a.gradients(), 0.3)
         ws = b.workspace(8)
         b.forward(X, ws)
         b.sgd_step(ws, T, 0.3, weight_decay)

@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
 
-from backprop.data import DataError
-from backprop.scaling import MinMaxScaler
-from backprop.split import stratified_split
+from backprop.errors import ConfigError, DataError
+from backprop.tables.config import PreprocessConfig
+from backprop.tables.scaling import MinMaxScaler
+from backprop.tables.split import stratified_split
+
+
+def cfg(val: float, test: float, seed: int) -> PreprocessConfig:
+    return PreprocessConfig(val_fraction=val, test_fraction=test, seed=seed)
 
 
 def labels(counts):
@@ -12,7 +17,7 @@ def labels(counts):
 
 def test_split_is_stratified_disjoint_and_complete():
     y = labels([100, 60, 40])
-    split = stratified_split(y, 0.15, 0.15, seed=0)
+    split = stratified_split(y, cfg(0.15, 0.15, 0))
     every = np.concatenate([split.train, split.val, split.test])
     assert sorted(every.tolist()) == list(range(200))
     for part, share in ((split.val, 0.15), (split.test, 0.15), (split.train, 0.7)):
@@ -22,25 +27,25 @@ def test_split_is_stratified_disjoint_and_complete():
 
 def test_split_depends_only_on_the_seed():
     y = labels([50, 50])
-    a, b, c = (stratified_split(y, 0.2, 0.2, seed=s) for s in (1, 1, 2))
+    a, b, c = (stratified_split(y, cfg(0.2, 0.2, s)) for s in (1, 1, 2))
     assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("train", "val", "test"))
     assert not np.array_equal(a.test, c.test)
 
 
 def test_no_validation_split_when_its_fraction_is_zero():
-    split = stratified_split(labels([10, 10]), 0.0, 0.3, seed=0)
+    split = stratified_split(labels([10, 10]), cfg(0.0, 0.3, 0))
     assert len(split.val) == 0 and len(split.test) == 6 and len(split.train) == 14
 
 
 def test_a_class_too_small_is_named_with_its_size():
     with pytest.raises(DataError, match="class 'rare' has 2 rows; .* needs at least 3 rows"):
-        stratified_split(labels([30, 2]), 0.15, 0.15, seed=0, classes=["common", "rare"])
+        stratified_split(labels([30, 2]), cfg(0.15, 0.15, 0), classes=["common", "rare"])
 
 
-@pytest.mark.parametrize("val,test", [(-0.1, 0.1), (0.5, 0.5), (1.0, 0.0)])
-def test_impossible_fractions_are_refused(val, test):
-    with pytest.raises(ValueError, match="fraction"):
-        stratified_split(labels([10, 10]), val, test, seed=0)
+@pytest.mark.parametrize("val,test", [(-0.1, 0.1), (0.5, 0.5), (1.0, 0.1), (0.1, 0.0)])
+def test_impossible_fractions_are_refused_by_the_one_schema(val, test):
+    with pytest.raises(ConfigError, match="fraction"):
+        PreprocessConfig(val_fraction=val, test_fraction=test)
 
 
 def test_per_feature_scaling_uses_the_training_rows_only():

@@ -1,6 +1,10 @@
 from pathlib import Path
 
-from backprop.tracking import flatten, project_root, tracking_uri
+import pytest
+
+from backprop.pipeline.project import project_root
+from backprop.tracking.store import tracking_uri
+from backprop.tracking.tracker import flatten
 
 
 def test_project_root_is_found_from_subfolders_and_from_queued_experiment_copies(tmp_path):
@@ -32,34 +36,47 @@ def test_params_are_flattened_to_dotted_keys():
     }
 
 
-def test_epoch_metrics_are_sent_in_batches_and_all_arrive(tmp_path, monkeypatch):
-    import mlflow
+def test_epoch_metrics_are_sent_in_batches_and_all_arrive(tmp_path):
+    from backprop.nn.training import EpochMetrics
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
 
-    from backprop.tracking import EpochLog, connect
-    from backprop.training import EpochMetrics
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    experiment_id = connect("epochs")
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    store = Store(tmp_path)
+    client = store.client
 
     def epoch(n: int) -> EpochMetrics:
         return EpochMetrics(epoch=n, train_loss=1 / n, val_loss=2 / n, val_accuracy=0.5,
                             learning_rate=0.1, seconds=0.01)  # fmt: skip
 
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        batched = EpochLog(interval=3600)
+    with Tracker.open(store, "epochs", epoch_interval=3600) as batched:
         for n in range(1, 6):
-            batched.add(epoch(n))
-        assert client.get_metric_history(run.info.run_id, "train_loss") == []  # held back
+            batched(epoch(n))
+        assert client.get_metric_history(batched.run_id, "train_loss") == []  # held back
         batched.flush()
-        history = client.get_metric_history(run.info.run_id, "val_loss")
+        history = client.get_metric_history(batched.run_id, "val_loss")
         assert [(m.step, m.value) for m in history] == [(n, 2 / n) for n in range(1, 6)]
+    with Tracker.open(store, "epochs", epoch_interval=0) as at_once:
+        at_once(epoch(6))  # an interval of 0 sends every epoch as it comes
+        assert len(client.get_metric_history(at_once.run_id, "learning_rate")) == 1
+    assert client.get_run(at_once.run_id).info.status == "FINISHED"
+    assert store.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
 
-        at_once = EpochLog(interval=0)
-        at_once.add(epoch(6))  # an interval of 0 sends every epoch as it comes
-        assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == 6
+
+def test_a_run_that_raises_is_failed_with_its_error_and_one_interrupted_is_killed(tmp_path):
+    from backprop.errors import DataError
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
+
+    store = Store(tmp_path)
+    with pytest.raises(DataError), Tracker.open(store, "ends") as failing:
+        raise DataError("x.csv: broken")
+    with pytest.raises(KeyboardInterrupt), Tracker.open(store, "ends") as stopped:
+        raise KeyboardInterrupt
+    runs = {r: store.client.get_run(r) for r in (failing.run_id, stopped.run_id)}
+    assert runs[failing.run_id].info.status == "FAILED"
+    assert runs[failing.run_id].data.tags["error"] == "DataError: x.csv: broken"
+    assert runs[stopped.run_id].info.status == "KILLED"
 
 
 def test_runs_without_a_database_says_so_and_creates_none(tmp_path):

@@ -4,9 +4,12 @@ import re
 import numpy as np
 import pytest
 
-from backprop.network import MLP
-from backprop.optimizers import OPTIMIZERS, scheduled_lr
-from backprop.training import TrainConfig, TrainingDiverged, train
+from backprop.errors import ConfigError, TrainingDiverged
+from backprop.nn.network import MLP
+from backprop.nn.optimizers import OPTIMIZERS, optim_config, scheduled_lr
+from backprop.nn.training import TrainConfig, train
+
+SGD = optim_config(name="sgd", lr=0.1)
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -23,9 +26,11 @@ def blobs(n=300, d=5, k=3, seed=0):
 def test_loss_falls_with_every_optimizer(optimizer):
     X, y = blobs()
     net = MLP([5, 16, 3], rng=np.random.default_rng(0))
-    lr = 0.01 if optimizer == "adam" else 0.1
-    config = TrainConfig(epochs=15, batch_size=32, learning_rate=lr, optimizer=optimizer)
-    history = train(net, X, y, config, np.random.default_rng(1))
+    lr = 0.01 if optimizer in ("adam", "rmsprop") else 0.1
+    config = TrainConfig(epochs=15, batch_size=32)
+    history = train(
+        net, X, y, config, optim_config(name=optimizer, lr=lr), np.random.default_rng(1)
+    )
     losses = [m.train_loss for m in history.epochs]
     assert len(losses) == 15
     assert losses[-1] < 0.5 * losses[0]
@@ -38,9 +43,9 @@ def test_loss_falls_with_every_optimizer(optimizer):
 )
 def test_xor_is_learnt(activation, output, loss):
     net = MLP([2, 8, 2], activation, output, loss, dtype="float64", rng=np.random.default_rng(2))
-    config = TrainConfig(epochs=2000, batch_size=4, learning_rate=0.5, optimizer="momentum")
+    config = TrainConfig(epochs=2000, batch_size=4)
     y = XOR_Y if loss == "cross_entropy" else np.eye(2)[XOR_Y]
-    train(net, XOR_X, y, config, np.random.default_rng(3))
+    train(net, XOR_X, y, config, optim_config(name="momentum", lr=0.5), np.random.default_rng(3))
     assert net.predict(XOR_X).tolist() == XOR_Y.tolist()
 
 
@@ -49,8 +54,8 @@ def test_stronger_l2_gives_smaller_weights():
     norms = []
     for weight_decay in (0.0, 1e-3, 1e-2):
         net = MLP([5, 16, 3], rng=np.random.default_rng(0))
-        config = TrainConfig(epochs=20, batch_size=32, learning_rate=0.1, weight_decay=weight_decay)
-        train(net, X, y, config, np.random.default_rng(1))
+        optim = optim_config(lr=0.1, weight_decay=weight_decay)
+        train(net, X, y, TrainConfig(epochs=20, batch_size=32), optim, np.random.default_rng(1))
         norms.append(sum(float((w**2).sum()) for w in net.weights))
     assert norms[0] > norms[1] > norms[2]
 
@@ -58,9 +63,9 @@ def test_stronger_l2_gives_smaller_weights():
 def test_divergence_names_epoch_batch_and_learning_rate():
     X, y = blobs()
     net = MLP([5, 16, 3], "relu", rng=np.random.default_rng(0))
-    config = TrainConfig(epochs=5, batch_size=50, learning_rate=1e30)
+    config = TrainConfig(epochs=5, batch_size=50)
     with pytest.raises(TrainingDiverged) as err:
-        train(net, X, y, config, np.random.default_rng(1))
+        train(net, X, y, config, optim_config(lr=1e30), np.random.default_rng(1))
     message = str(err.value)
     assert "epoch 1, batch 2" in message or "epoch 1, batch 1" in message
     assert "learning rate 1e+30" in message
@@ -71,9 +76,10 @@ def test_early_stopping_restores_the_best_weights():
     X, y = blobs(n=200, seed=1)
     Xv, yv = blobs(n=100, seed=2)  # other centres: validation loss soon rises
     net = MLP([5, 32, 3], rng=np.random.default_rng(0))
-    config = TrainConfig(epochs=200, batch_size=20, learning_rate=0.5, patience=3)
+    config = TrainConfig(epochs=200, batch_size=20, patience=3)
     seen = []
-    history = train(net, X, y, config, np.random.default_rng(1), Xv, yv, callback=seen.append)
+    history = train(net, X, y, config, optim_config(lr=0.5), np.random.default_rng(1), Xv, yv,
+                    callback=seen.append)  # fmt: skip
     assert history.stopped_early
     assert len(history.epochs) < 200
     assert seen == history.epochs
@@ -90,7 +96,7 @@ def test_callback_receives_each_epochs_metrics():
     Xv, yv = blobs(n=60, seed=0)
     seen = []
     net = MLP([5, 8, 3], rng=np.random.default_rng(0))
-    train(net, X, y, TrainConfig(epochs=3), np.random.default_rng(0), Xv, yv, seen.append)
+    train(net, X, y, TrainConfig(epochs=3), SGD, np.random.default_rng(0), Xv, yv, seen.append)
     assert [m.epoch for m in seen] == [1, 2, 3]
     for m in seen:
         assert set(m.as_dict()) >= {"epoch", "train_loss", "val_loss", "val_accuracy"}
@@ -103,7 +109,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     def weights(seed):
         rng = np.random.default_rng(seed)
         net = MLP([5, 8, 3], rng=rng)
-        train(net, X, y, TrainConfig(epochs=3, batch_size=16), rng)
+        train(net, X, y, TrainConfig(epochs=3, batch_size=16), SGD, rng)
         return net.parameters()
 
     a, b, c = weights(7), weights(7), weights(8)
@@ -114,7 +120,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 def test_float64_on_request():
     X, y = blobs()
     net = MLP([5, 8, 3], dtype="float64", rng=np.random.default_rng(0))
-    train(net, X, y, TrainConfig(epochs=2), np.random.default_rng(0))
+    train(net, X, y, TrainConfig(epochs=2), SGD, np.random.default_rng(0))
     assert all(p.dtype == np.float64 for p in net.parameters())
     assert all(p.dtype == np.float32 for p in MLP([5, 8, 3]).parameters())
 
@@ -122,50 +128,68 @@ def test_float64_on_request():
 def test_batch_larger_than_the_data_is_clipped_with_a_warning():
     net = MLP([2, 4, 2], rng=np.random.default_rng(0))
     with pytest.warns(UserWarning, match="batch_size 64 is larger than the 4 training rows"):
-        train(net, XOR_X, XOR_Y, TrainConfig(epochs=1, batch_size=64), np.random.default_rng(0))
+        train(net, XOR_X, XOR_Y, TrainConfig(epochs=1, batch_size=64), SGD,
+              np.random.default_rng(0))  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "field,value,message",
+    "make, field, value, message",
     [
-        ("epochs", 0, "epochs must be an integer >= 1, got 0"),
-        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
-        ("learning_rate", -1.0, "learning_rate must be a number > 0, got -1.0"),
-        ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam, got 'rmsprop'"),
-        ("lr_schedule", "warm", "lr_schedule must be one of"),
-        ("momentum", 1.0, "momentum must be in [0, 1), got 1.0"),
-        ("weight_decay", -0.1, "weight_decay must be >= 0, got -0.1"),
-        ("patience", 0, "patience must be an integer >= 1 or null, got 0"),
+        (TrainConfig, "epochs", 0, "epochs must be an integer >= 1, got 0"),
+        (TrainConfig, "batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        (TrainConfig, "patience", 0, "patience must be an integer >= 1 or null, got 0"),
+        (TrainConfig, "epochs", 2.5, "epochs must be an integer >= 1, got 2.5"),
+        (TrainConfig, "resume", "yes", "resume must be true or false, got 'yes'"),
+        (optim_config, "lr", -1.0, "lr must be a number > 0, got -1.0"),
+        (optim_config, "lr", True, "lr must be a number > 0, got True"),
+        (optim_config, "lr", float("inf"), "lr must be a number > 0, got inf"),
+        (optim_config, "name", "lbfgs", f"name must be one of {', '.join(OPTIMIZERS)}, got"),
+        (optim_config, "schedule", "warm", "schedule must be one of constant, step,"),
+        (optim_config, "weight_decay", -0.1, "weight_decay must be a number >= 0, got -0.1"),
     ],
 )
-def test_bad_training_settings_are_refused_with_the_value(field, value, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        TrainConfig(**{field: value})
+def test_bad_training_settings_are_refused_with_key_rule_and_value(make, field, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        make(**{field: value})
+    assert err.value.key == field
+
+
+def test_each_optimizer_owns_its_options():
+    with pytest.raises(
+        ConfigError, match="unknown key momentum; the keys of the settings are name"
+    ):
+        optim_config(name="adam", momentum=0.9)
+    with pytest.raises(
+        ConfigError, match=re.escape("momentum must be a number in [0, 1), got 1.0")
+    ):
+        optim_config(name="momentum", momentum=1.0)
+    assert optim_config(name="adam").beta2 == 0.999
 
 
 def test_learning_rate_schedules():
-    assert scheduled_lr("constant", 0.1, 7, 10) == 0.1
-    assert scheduled_lr("step", 0.1, 11, 30, gamma=0.5, step_size=10) == pytest.approx(0.05)
-    assert scheduled_lr("exponential", 0.1, 3, 10, gamma=0.5) == pytest.approx(0.025)
-    assert scheduled_lr("cosine", 0.1, 1, 11) == pytest.approx(0.1)
-    assert scheduled_lr("cosine", 0.1, 6, 11) == pytest.approx(0.05)
-    assert scheduled_lr("cosine", 0.1, 11, 11, min_lr=0.01) == pytest.approx(0.01)
+    def lr(schedule, epoch, epochs, **options):
+        return scheduled_lr(optim_config(lr=0.1, schedule=schedule, **options), epoch, epochs)
+
+    assert lr("constant", 7, 10) == 0.1
+    assert lr("step", 11, 30, gamma=0.5, step_size=10) == pytest.approx(0.05)
+    assert lr("exponential", 3, 10, gamma=0.5) == pytest.approx(0.025)
+    assert lr("cosine", 1, 11) == pytest.approx(0.1)
+    assert lr("cosine", 6, 11) == pytest.approx(0.05)
+    assert lr("cosine", 11, 11, min_lr=0.01) == pytest.approx(0.01)
 
 
 def test_schedule_is_applied_per_epoch():
     X, y = blobs()
     net = MLP([5, 8, 3], rng=np.random.default_rng(0))
-    config = TrainConfig(epochs=4, lr_schedule="exponential", lr_gamma=0.5, learning_rate=0.2)
-    history = train(net, X, y, config, np.random.default_rng(0))
+    optim = optim_config(schedule="exponential", gamma=0.5, lr=0.2)
+    history = train(net, X, y, TrainConfig(epochs=4), optim, np.random.default_rng(0))
     assert [m.learning_rate for m in history.epochs] == pytest.approx([0.2, 0.1, 0.05, 0.025])
 
 
 def test_unknown_activation_and_pair_list_the_known_ones():
-    with pytest.raises(
-        ValueError, match="unknown activation 'gelu'; choose one of: relu, sigmoid, tanh"
-    ):
-        MLP([2, 2], activation="gelu")
-    with pytest.raises(ValueError, match="softmax \\+ cross_entropy, sigmoid \\+ squared_error"):
+    with pytest.raises(ConfigError, match="unknown activation 'swish'; choose one of: "):
+        MLP([2, 2], activation="swish")
+    with pytest.raises(ConfigError, match="softmax \\+ cross_entropy, sigmoid \\+ squared_error"):
         MLP([2, 2], output="softmax", loss="squared_error")
 
 
@@ -181,17 +205,17 @@ def _frozen(state):
     [("sgd", None, 4), ("momentum", None, 7), ("adam", 3, 5), ("sgd", 2, 1)],
 )
 def test_resuming_from_a_checkpoint_ends_with_the_same_weights(optimizer, patience, stop_at):
-    from backprop.training import TrainingState
+    from backprop.nn.training import TrainingState  # noqa: PLC0415
 
     X, y = blobs()
     Xv, yv = blobs(100, seed=1)
     lr = 0.01 if optimizer == "adam" else 0.3
-    config = TrainConfig(epochs=12, batch_size=32, learning_rate=lr, optimizer=optimizer,
-                         patience=patience, lr_schedule="cosine")  # fmt: skip
+    config = TrainConfig(epochs=12, batch_size=32, patience=patience)
+    optim = optim_config(name=optimizer, lr=lr, schedule="cosine")
 
     def run(checkpoint=None, resume=None):
         net = MLP([5, 16, 3], rng=np.random.default_rng(0))
-        history = train(net, X, y, config, np.random.default_rng(1), Xv, yv,
+        history = train(net, X, y, config, optim, np.random.default_rng(1), Xv, yv,
                         checkpoint=checkpoint, resume=resume)  # fmt: skip
         return net, history
 

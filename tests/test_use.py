@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import fresh_copy, mlflow_client, mlflow_service, sh
+from helpers import cached_digits, fresh_copy, mlflow_client, mlflow_service, sh
+
+# A fresh copy with a trained run, `mlflow models serve`, the registry.
+pytestmark = pytest.mark.slow
 
 FAST = ["train.epochs=3", "train.patience=null"]
 
@@ -27,7 +30,7 @@ def trained(tmp_path_factory):
 
 
 def digits(root):
-    return pd.read_csv(root / "outputs/cache/digits.csv")
+    return pd.read_csv(cached_digits(root))
 
 
 def predict(root, *args, check=True):
@@ -35,11 +38,11 @@ def predict(root, *args, check=True):
 
 
 def test_predict_writes_labels_and_probabilities_and_reports_accuracy(trained, tmp_path):
-    from backprop.predictor import Predictor
+    from backprop.pipeline.predictor import Predictor
 
     root, _, model = trained
     data = digits(root)
-    result = predict(root, model, root / "outputs/cache/digits.csv", "-o", tmp_path / "p.csv")
+    result = predict(root, model, cached_digits(root), "-o", tmp_path / "p.csv")
     out = pd.read_csv(tmp_path / "p.csv")
     assert list(out.columns) == ["label"] + [f"proba_{c}" for c in range(10)]
     expected = Predictor(str(model)).predict(data.drop(columns=["label"]))
@@ -55,7 +58,7 @@ def test_predict_writes_labels_and_probabilities_and_reports_accuracy(trained, t
 def test_columns_are_matched_by_name_and_the_label_is_optional(trained, tmp_path):
     root, _, model = trained
     data = digits(root)
-    predict(root, model, root / "outputs/cache/digits.csv", "-o", tmp_path / "a.csv")
+    predict(root, model, cached_digits(root), "-o", tmp_path / "a.csv")
     shuffled = data[list(reversed(data.columns))].drop(columns=["label"])
     shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
     result = predict(root, model, tmp_path / "shuffled.csv", "-o", tmp_path / "b.csv",
@@ -101,7 +104,7 @@ def test_a_bad_cell_past_the_first_chunk_is_named_and_nothing_is_written(trained
 
 def test_a_model_uri_predicts_like_its_folder_and_registry_names_work(trained, tmp_path):
     root, run_id, model = trained
-    csv = root / "outputs/cache/digits.csv"
+    csv = cached_digits(root)
     predict(root, model, csv, "-o", tmp_path / "folder.csv")
     predict(root, f"runs:/{run_id}/model", csv, "-o", tmp_path / "run.csv")
     registered = sh(root, "backprop", "register", run_id, "digits-mlp").stdout

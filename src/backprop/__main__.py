@@ -1,5 +1,5 @@
 import sys
 
-from backprop.cli import main
+from backprop.app.cli import main
 
 sys.exit(main())

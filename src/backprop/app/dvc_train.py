@@ -1,0 +1,52 @@
+"""The train stage as the DVC pipeline runs it (``backprop train``): in its own MLflow run.
+
+It opens the run (or, with ``train.resume``, goes on with the run of the
+checkpoint it resumes) and leaves its id in ``data/.mlflow-run`` for
+``backprop evaluate`` to complete.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from backprop.pipeline.checkpoints import recorded_run_id
+from backprop.pipeline.files import atomic_write_text
+from backprop.pipeline.prepared import read_source
+from backprop.pipeline.project import RUN_FILE
+from backprop.pipeline.registry import Stage
+from backprop.pipeline.settings import Settings
+from backprop.pipeline.stages.train import TrainingInterrupted, checkpoint_of
+from backprop.tracking.store import Store
+from backprop.tracking.tracker import Tracker
+
+RESUME_HOW = (
+    "`dvc exp run -S train.resume=true` (or `backprop params train.resume=true`, then `dvc repro`)"
+)
+
+
+def run(stage: Stage, settings: Settings, source: str | None, ports: dict[str, Path]) -> int:
+    store = Store()
+    resume = None
+    data = _source(ports["prepared"])
+    if settings.train.resume and data:
+        resume = recorded_run_id(checkpoint_of(settings, data["sha256"]))
+        resume = resume if resume and store.run_exists(resume) else None
+    try:
+        with Tracker.open(
+            store, settings.experiment_name, resume_run_id=resume, params_file=source
+        ) as tracker:
+            result = stage.function(settings, **ports, log=tracker)
+            atomic_write_text(RUN_FILE, tracker.run_id + "\n")
+    except TrainingInterrupted as err:
+        print(err.message("backprop train", RESUME_HOW), file=sys.stderr)
+        return err.exit_status
+    print(f"{result.summary}; MLflow run {tracker.run_id}")
+    return 0
+
+
+def _source(prepared: Path) -> dict | None:
+    try:
+        return read_source(prepared)
+    except (OSError, ValueError):
+        return None  # the stage reports the problem with the prepared data

@@ -1,0 +1,195 @@
+"""``backprop-experiment``: the Hydra app over ``conf/``, for single runs and sweeps.
+
+One composed config runs data -> preprocess -> train -> evaluate in this
+process, with the very functions the DVC stages call, into one MLflow run::
+
+    backprop-experiment                       # the defaults: the same model as dvc repro
+    backprop-experiment optim.lr=0.3 model=relu
+    backprop-experiment --multirun optim.lr=0.3,0.1,0.03 'model.hidden_sizes=[256,64],[128]'
+    backprop-experiment --multirun hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=1,0.3
+
+Outputs never touch the paths ``dvc.yaml`` tracks: each job writes under its
+Hydra folder in ``outputs/`` (git-ignored), and the stages whose outputs jobs
+share (the digits CSV, the prepared splits) write once into ``outputs/cache/``.
+
+In a sweep, :class:`~backprop.app.sweep.SweepTracker` (a Hydra callback, in the
+launching process) creates the MLflow database and a parent run before any job
+starts; each job's run is nested under it.  A job that fails is marked FAILED
+and the others go on; the sweep exits with status 1 naming the failed jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from backprop.app.command import plain_warnings
+from backprop.app.compose import COMPOSED, compose_config, register
+from backprop.app.job import run_job
+from backprop.app.sweep import PARENT_RUN_ENV, mark_parent_killed
+from backprop.errors import ConfigError, UserError
+from backprop.pipeline.interrupt import graceful
+from backprop.pipeline.project import conf_dir
+from backprop.pipeline.settings import Settings
+from backprop.pipeline.stages.train import TrainingInterrupted
+from backprop.tracking.store import Store
+
+PROG = "backprop-experiment"
+
+
+@contextlib.contextmanager
+def _blas_threads(hydra_cfg: Any) -> Iterator[None]:
+    """Parallel jobs share the cores: jobs x BLAS threads stays within them."""
+    jobs = hydra_cfg.launcher.get("n_jobs") if "launcher" in hydra_cfg else None
+    if not jobs or jobs == 1:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    import backprop.nn.gemm  # noqa: F401  loads SciPy's BLAS, so that the limit reaches it
+
+    cores = os.cpu_count() or 1
+    jobs = cores if jobs < 0 else jobs
+    with threadpool_limits(max(1, cores // jobs)):
+        yield
+
+
+def task(cfg: Any) -> float:
+    """Hydra's task function: one job.  Returns the kept validation accuracy (NaN if it failed)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    job_dir = Path(hc.runtime.output_dir)
+    name = f"job {hc.job.num}" if multirun else "run"
+    try:
+        params = OmegaConf.to_container(cfg, resolve=True)
+        settings = Settings.from_params(params, COMPOSED)
+        with _blas_threads(hc), graceful():
+            outcome = run_job(
+                settings, params, job_dir, Store(), os.environ.get(PARENT_RUN_ENV),
+                run_name=_run_name(hc) if multirun else None, progress=not multirun,
+            )  # fmt: skip
+    except TrainingInterrupted as err:
+        _sweep_killed(multirun)
+        if multirun:  # finished jobs have no checkpoint and run again; this one goes on
+            how = "the same command plus train.resume=true"
+        else:
+            overrides = " ".join(o for o in hc.overrides.task if not o.startswith("train.resume="))
+            how = f"`{PROG} {overrides} train.resume=true`".replace("  ", " ")
+        print(err.message(PROG, how), file=sys.stderr)
+        sys.exit(err.exit_status)
+    except KeyboardInterrupt as err:  # after training: the run is KILLED, nothing to resume
+        _sweep_killed(multirun)
+        signal_name = getattr(err, "signal_name", "SIGINT")
+        print(f"{PROG}: interrupted by {signal_name}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_status", 130))
+    except UserError as err:
+        if not multirun:
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        # In a sweep the other jobs go on; the job's MLflow run is already FAILED.
+        print(f"{PROG}: {name} failed: {err}", file=sys.stderr)
+        return math.nan
+    except Exception as err:
+        if not multirun:
+            raise  # a bug in this code: its traceback
+        traceback.print_exc()
+        print(f"{PROG}: {name} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return math.nan
+    chain = outcome.chain
+    kept = chain.kept_val_accuracy
+    shown = f"validation accuracy {kept:.4f}, " if kept is not None else ""
+    accuracy = chain.test_metrics["test_accuracy"]
+    print(
+        f"{name}: {shown}test accuracy {accuracy:.4f} "
+        f"(MLflow run {outcome.run_id}, outputs in {job_dir})"
+    )
+    if outcome.registered:
+        print(f"registered the model as {outcome.registered}")
+    return kept if kept is not None else math.nan
+
+
+def _sweep_killed(multirun: bool) -> None:
+    """An interrupted sweep's parent run is KILLED too, not left RUNNING."""
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if multirun and parent:
+        mark_parent_killed(Store(), parent)
+
+
+def _run_name(hc: Any) -> str:
+    overrides = ",".join(hc.overrides.task) or "defaults"
+    return f"{hc.job.num}: {overrides}"[:250]
+
+
+def check_overrides(argv: list[str], conf: Path) -> None:
+    """Compose every config the command line asks for, before Hydra starts any job.
+
+    Hydra reports a bad override in several lines (and only when it reaches the job);
+    here it is one line naming the key, exit status 2, and no MLflow run is opened.
+    A sweep's values are each tried with the other overrides at their first value.
+    """
+    # Hydra's own command-line parser: it has no public one, and a copy would drift.
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.help or args.hydra_help or args.shell_completion:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception as err:  # a syntax error: Hydra's message is one line
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    plain, choices = [], []
+    for o in parsed:
+        if o.is_hydra_override():
+            continue
+        if not o.is_sweep_override():
+            plain.append(o)
+            choices.append([None])
+            continue
+        try:
+            values = [str(v) for v in o.sweep_string_iterator()]
+        except Exception:  # glob(...) of group options: Hydra expands and checks it itself
+            continue
+        plain.append(o)
+        choices.append(values)
+
+    def text(o: Any, value: str | None) -> str:
+        return o.input_line if value is None else f"{o.get_key_element()}={value}"
+
+    firsts = [text(o, values[0]) for o, values in zip(plain, choices)]
+    candidates = [firsts]
+    for i, (o, values) in enumerate(zip(plain, choices)):
+        candidates += [[*firsts[:i], text(o, v), *firsts[i + 1 :]] for v in values[1:]]
+    for overrides in candidates:
+        compose_config(overrides, conf)
+
+
+def main() -> None:
+    import hydra
+
+    register()
+    conf = conf_dir()
+    if not (conf / "config.yaml").is_file():
+        sys.exit(f"{PROG}: error: no conf/config.yaml in {Path.cwd()} or above; "
+                 "run it from the project folder")  # fmt: skip
+    plain_warnings()
+    try:
+        check_overrides(sys.argv[1:], conf)
+    except UserError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(config_path=str(conf), config_name="config", version_base=None)(task)()
+
+
+if __name__ == "__main__":
+    main()

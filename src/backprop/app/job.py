@@ -1,0 +1,72 @@
+"""One job: every stage for one settings object, in one process, in one MLflow run.
+
+What each run or sweep job of the Hydra app does, and what ``backprop
+reproduce`` does again: the chain of ``pipeline/chain.py`` (the very stage
+functions of the DVC pipeline) inside a :class:`~backprop.tracking.tracker.Tracker`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backprop.errors import DataError
+from backprop.pipeline.chain import ChainResult, input_csv, run_chain
+from backprop.pipeline.checkpoints import recorded_run_id
+from backprop.pipeline.files import atomic_write_text, file_digest
+from backprop.pipeline.settings import Settings
+from backprop.pipeline.stages.train import checkpoint_of
+from backprop.tracking.store import Store
+from backprop.tracking.tracker import Tracker
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    chain: ChainResult
+    registered: str | None = None  # models:/<name>/<version>
+
+
+def run_job(
+    settings: Settings, params: dict[str, Any], job_dir: Path, store: Store,
+    parent_run_id: str | None = None, run_name: str | None = None,
+    tags: dict[str, str] | None = None, progress: bool = True,
+) -> Outcome:  # fmt: skip
+    """All the stages into ``job_dir``, tracked as one run (nested under ``parent_run_id``).
+
+    ``params`` (the composed config) is written to ``job_dir/params.yaml`` and logged with
+    the run, which ``backprop reproduce`` reads back.  With ``train.resume`` the run of the
+    checkpoint goes on.
+    """
+    params_file = job_dir / "params.yaml"
+    atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
+    resume = None
+    if settings.train.resume:  # the checkpoint's run goes on: find it before opening one
+        resume = _checkpoint_run(settings, store)
+    with Tracker.open(
+        store,
+        settings.experiment_name,
+        resume_run_id=resume,
+        parent_run_id=parent_run_id,
+        run_name=run_name,
+        tags=tags,
+        params_file=str(params_file),
+    ) as tracker:  # opened first, so that a job failing on its data is a FAILED run too
+        chain = run_chain(settings, job_dir, tracker, progress)
+    outcome = Outcome(tracker.run_id, chain)
+    name = settings.registered_model_name
+    if name and parent_run_id is None and tracker.offline is None:
+        outcome.registered = f"models:/{name}/{store.register_model(tracker.run_id, name)}"
+    return outcome
+
+
+def _checkpoint_run(settings: Settings, store: Store) -> str | None:
+    try:
+        csv = input_csv(settings)
+    except DataError:
+        return None  # the run reports it, as a FAILED run
+    run_id = recorded_run_id(checkpoint_of(settings, file_digest(csv)))
+    return run_id if run_id and store.run_exists(run_id) else None

@@ -1,0 +1,1 @@
+"""The pipeline: its stages and their registry, settings, files, figures, and run folders."""

@@ -1,0 +1,208 @@
+"""The pipeline's settings: ``params.yaml``, the composition of ``conf/``, as one object.
+
+Each section is the very settings class its user takes: ``model`` is the
+network's :class:`ModelConfig`, ``optim`` the chosen optimizer's config,
+``train`` the training loop's :class:`TrainConfig`, ``preprocess`` the split
+and scaling's :class:`PreprocessConfig`.  Every value is checked where its
+field is declared (see ``schema.py``); here the sections are put together, and
+an error is named by file and dotted key:
+``params.yaml: optim.lr must be a number > 0, got -1.0``.
+
+The same function checks what Hydra composes (``app/compose.py`` resolves
+``${conf_digest:}`` through it) and what the DVC stages read, so a setting means
+the same thing through every front door.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+
+from backprop.errors import ConfigError
+from backprop.nn.network import ModelConfig, model_config
+from backprop.nn.optimizers import OptimConfig, optim_config
+from backprop.nn.training import TrainConfig
+from backprop.schema import NonEmptyName, build, describe, identity, rule, settings
+from backprop.tables.config import PreprocessConfig
+
+
+@settings
+class DataConfig:
+    """Where the labelled CSV is and how to read it."""
+
+    name: str = "digits"  # "digits": the embedded data set, written by the data stage
+    path: Annotated[str, rule("a file path", lambda v: v != "")] = "data/raw/digits.csv"
+    label_column: str | None = None  # None: the first column
+    drop_missing: bool = False  # drop rows with an empty/NaN cell instead of refusing them
+
+
+@settings
+class RunConfig:
+    """The top-level keys."""
+
+    experiment_name: NonEmptyName = "backprop"
+    # Register each finished pipeline run's model under this name in MLflow's model
+    # registry (a sweep registers its best job's); null: do not register.
+    registered_model_name: NonEmptyName | None = None
+    conf_digest: str = ""  # digest of conf/*.yaml when params.yaml was composed
+
+
+SECTIONS: dict[str, Callable[[Any], Any]] = {
+    "data": lambda values: build(DataConfig, values),
+    "preprocess": lambda values: build(PreprocessConfig, values),
+    "model": model_config,
+    "optim": optim_config,
+    "train": lambda values: build(TrainConfig, values),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``params.yaml`` holds, each section checked."""
+
+    experiment_name: str
+    data: DataConfig
+    preprocess: PreprocessConfig
+    model: ModelConfig
+    optim: OptimConfig
+    train: TrainConfig
+    registered_model_name: str | None = None
+    conf_digest: str = ""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], source: str) -> Settings:
+        """The settings of a params mapping; unknown keys and bad values raise ConfigError
+        naming ``source`` and the dotted key."""
+        top = [f.name for f in dataclasses.fields(RunConfig)]
+        unknown = sorted(set(params) - set(top) - set(SECTIONS))
+        if unknown:
+            keys = ", ".join([*top[:1], *SECTIONS, *top[1:]])
+            raise ConfigError(f"unknown key {{key}}; the top-level keys are {keys}", unknown[0]).at(
+                source
+            )
+        sections = {}
+        for name, make in SECTIONS.items():
+            try:
+                sections[name] = make(params.get(name))
+            except ConfigError as err:
+                raise err.within(name).at(source) from None
+        try:
+            run = build(RunConfig, {k: params[k] for k in top if k in params})
+        except ConfigError as err:
+            raise err.at(source) from None
+        return cls(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)}, **sections)
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        return cls.from_params({}, "the defaults")
+
+    def value(self, key: str) -> Any:
+        """The value of a dotted key (``optim.lr``) or of a whole section (``optim``)."""
+        value: Any = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings as plain data in params.yaml's layout, without run options."""
+        params = identity(self)
+        params.pop("conf_digest", None)
+        return params
+
+
+def read_params(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a YAML params file (safe loader)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("params file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read ({err})", source=str(path)) from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}", source=str(path)) from None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"expected a mapping of sections, got {type(params).__name__}", source=str(path)
+        )
+    return params
+
+
+def conf_digest(conf_dir: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of every ``*.yaml`` under ``conf_dir``, names included."""
+    conf_dir = Path(conf_dir)
+    digest = hashlib.sha256()
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        digest.update(path.relative_to(conf_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def check_fresh(config: Settings, conf_dir: str | os.PathLike, source: str) -> None:
+    """Refuse a params file composed from another state of ``conf/``.
+
+    ``dvc exp run -S key=value`` composes conf/ with overrides: the digest then
+    matches, because it is of conf/ itself, so overrides are never staleness.
+    """
+    if not Path(conf_dir).is_dir():
+        return
+    current = conf_digest(conf_dir)
+    if config.conf_digest != current:
+        raise ConfigError(
+            f"{source} is stale: {conf_dir}/ changed after it was composed "
+            f"(conf_digest {config.conf_digest or 'missing'}, conf/ now {current}); "
+            "run `make params` to compose it again, or `dvc exp run`"
+        )
+
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def load_settings(path: str | os.PathLike | None = None) -> tuple[Settings, str | None]:
+    """The settings of the params file named, else of ./params.yaml if there is one, else the
+    defaults; and the file they came from.  A params file composed from an older ``conf/``
+    (beside it) is refused."""
+    if path is None:
+        if not Path(DEFAULT_PARAMS).exists():
+            return Settings.defaults(), None
+        path = DEFAULT_PARAMS
+    settings = Settings.from_params(read_params(path), str(path))
+    check_fresh(settings, Path(path).resolve().parent / "conf", str(path))
+    return settings, str(path)
+
+
+def describe_settings(keys: tuple[str, ...]) -> str:
+    """``key default`` for each setting under ``keys`` (sections expanded), with the choices
+    of a setting that names one: for ``--help``."""
+    defaults = Settings.defaults()
+    parts = []
+    for key in keys:
+        value = defaults.value(key)
+        fields = dataclasses.fields(value) if dataclasses.is_dataclass(value) else None
+        if fields is None:
+            parts.append(f"{key} {_shown(value)}")
+            continue
+        hints = typing.get_type_hints(type(value), include_extras=True)
+        for f in fields:
+            rule = describe(hints[f.name])
+            choices = f" ({rule})" if rule.startswith("one of") else ""
+            parts.append(f"{key}.{f.name} {_shown(getattr(value, f.name))}{choices}")
+    return ", ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
