@@ -56,3 +56,10 @@ def postgres_tools():
             pytest.fail(f"PostgreSQL is not in {POSTGRES_BIN}, but CI must run this test")
         pytest.skip(f"PostgreSQL is not in {POSTGRES_BIN}")
     return POSTGRES_BIN
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch):
+    """``mlflow.set_tracking_uri``, which some tests call, writes the URI into the process's
+    environment, where the next test's ``backprop`` would take it for the user's choice."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

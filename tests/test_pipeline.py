@@ -204,3 +204,34 @@ def test_the_registry_flag_reruns_only_evaluate_which_registers_the_model(projec
         assert version.run_id == (root / "data/.mlflow-run").read_text().strip()
     finally:
         sh(root, "backprop", "params", *FAST)
+
+
+def test_editing_any_module_reruns_exactly_the_stages_that_load_it(project):
+    """Each source file of the package, edited in turn: `dvc status` names the stages whose
+    command loads it (their deps in dvc.yaml, which test_registry measures) and no other."""
+    from dvc.repo import Repo
+
+    root, _, _ = project
+    sh(root, "dvc", "repro")  # up to date first
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+
+    def loaded_by(path: str) -> set[str]:
+        return {
+            name
+            for name, stage in stages.items()
+            if any(path == d or path.startswith(d + "/") for d in stage["deps"])
+        }
+
+    sources = sorted((root / "src" / "backprop").rglob("*.py"))
+    with Repo(str(root)) as repo:
+        assert repo.status() == {}
+        for source in sources:
+            relative = source.relative_to(root).as_posix()
+            original = source.read_bytes()
+            source.write_bytes(original + b"# edited\n")
+            try:
+                reported = {name.rsplit(":", 1)[-1] for name in repo.status()}
+            finally:
+                source.write_bytes(original)
+            assert reported == loaded_by(relative), relative
+    assert any(loaded_by(s.relative_to(root).as_posix()) == set() for s in sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,6 +56,4 @@ class Activation:
 
     def options(self) -> dict[str, Any]:
         """The activation's settings (its fields), as model.json records them."""
-        import dataclasses
-
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
