@@ -22,7 +22,7 @@ from typing import Any
 from backprop.app.command import Command, plain_warnings
 from backprop.errors import UserError
 from backprop.pipeline.interrupt import graceful
-from backprop.pipeline.registry import BY_COMMAND, STAGES, Stage, resolve
+from backprop.pipeline.registry import STAGES, Stage, resolve
 from backprop.pipeline.settings import describe_settings, load_settings
 
 PROG = "backprop"
@@ -145,4 +145,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["BY_COMMAND", "COMMANDS", "Command", "main"]
+__all__ = ["COMMANDS", "Command", "main"]

@@ -143,7 +143,6 @@ STAGES: tuple[Stage, ...] = (
 )
 
 BY_NAME = {stage.name: stage for stage in STAGES}
-BY_COMMAND = {stage.command: stage for stage in STAGES}
 
 
 def resolve(path: str, settings: Settings) -> str:
