@@ -123,6 +123,44 @@ def test_one_bad_value_in_a_sweep_stops_it_before_any_job(conf_copy, capsys, mon
     assert not (conf_copy / "mlflow.db").exists() and not (conf_copy / "outputs").exists()
 
 
+BAD_PAIR = ["preprocess.val_fraction=0.1,0.5", "preprocess.test_fraction=0.1,0.5"]
+
+
+def test_values_valid_alone_but_not_together_stop_a_sweep_before_any_job(
+    conf_copy, capsys, monkeypatch
+):
+    argv = ["backprop-experiment", "--multirun", "train.epochs=1", *BAD_PAIR]
+    result = in_process(capsys, experiment_main, argv, monkeypatch)
+    one_line_naming(result, "val_fraction + test_fraction < 1")
+    assert not (conf_copy / "mlflow.db").exists() and not (conf_copy / "outputs").exists()
+
+
+def test_a_sweep_too_large_to_compose_first_records_its_bad_job_as_a_failed_run(
+    conf_copy, capsys, monkeypatch
+):
+    """Past the pre-flight limit each value is tried once; the bad combination is then
+    found by its job, which is a FAILED run with the error while the others finish."""
+    from backprop.app import experiment
+
+    monkeypatch.setattr(experiment, "PREFLIGHT_COMBINATIONS", 1)
+    argv = ["backprop-experiment", "--multirun", "train.epochs=1", "model.hidden_sizes=[8]",
+            *BAD_PAIR]  # fmt: skip
+    result = in_process(capsys, experiment_main, argv, monkeypatch)
+    assert result.returncode == 1, result.stderr
+    assert "job 3 failed: preprocess.val_fraction must be small enough" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "1 job(s) failed: 3: " in result.stderr
+    client = mlflow_client(conf_copy)
+    experiment_id = client.get_experiment_by_name("backprop").experiment_id
+    runs = client.search_runs([experiment_id])
+    jobs = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert sorted(r.info.status for r in jobs.values()) == ["FAILED", *["FINISHED"] * 3]
+    failed = next(r for r in jobs.values() if r.info.status == "FAILED")
+    assert failed.info.run_name.startswith("3: ")
+    assert failed.data.tags["error"].startswith("ConfigError: preprocess.val_fraction must")
+    no_run_is_running(conf_copy)
+
+
 @pytest.mark.slow
 def test_a_batch_larger_than_the_training_set_is_clipped_with_a_warning(project):
     result = sh(project, "backprop-experiment", "train.epochs=1", "train.batch_size=100000")

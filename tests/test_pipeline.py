@@ -8,6 +8,7 @@ exactly as `dvc exp run -S` does.
 
 from __future__ import annotations
 
+import compileall
 import warnings
 from pathlib import Path
 
@@ -235,3 +236,16 @@ def test_editing_any_module_reruns_exactly_the_stages_that_load_it(project):
                 source.write_bytes(original)
             assert reported == loaded_by(relative), relative
     assert any(loaded_by(s.relative_to(root).as_posix()) == set() for s in sources)
+
+
+def test_bytecode_caches_do_not_count_as_code_changes(project):
+    """Running the code writes __pycache__ folders inside the plug-in packages that are
+    folder deps; `.dvcignore` keeps them out of the hash, so the pipeline stays up to date."""
+    from dvc.repo import Repo
+
+    root, _, _ = project
+    sh(root, "dvc", "repro")
+    assert compileall.compile_dir(str(root / "src"), quiet=1, force=True)
+    assert list((root / "src/backprop/nn/activations").glob("__pycache__/*.pyc"))
+    with Repo(str(root)) as repo:
+        assert repo.status() == {}

@@ -21,6 +21,7 @@ and the others go on; the sweep exits with status 1 naming the failed jobs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from backprop.app.command import plain_warnings
-from backprop.app.compose import COMPOSED, compose_config, register
+from backprop.app.compose import COMPOSED, compose_config, describe_config_error, register
 from backprop.app.job import run_job
 from backprop.app.sweep import PARENT_RUN_ENV, mark_parent_killed
 from backprop.errors import ConfigError, UserError
@@ -39,8 +40,10 @@ from backprop.pipeline.project import conf_dir
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.train import TrainingInterrupted
 from backprop.tracking.store import Store
+from backprop.tracking.tracker import Tracker
 
 PROG = "backprop-experiment"
+PREFLIGHT_COMBINATIONS = 64
 
 
 @contextlib.contextmanager
@@ -64,15 +67,20 @@ def task(cfg: Any) -> float:
     """Hydra's task function: one job.  Returns the kept validation accuracy (NaN if it failed)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import OmegaConf
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job_dir = Path(hc.runtime.output_dir)
     name = f"job {hc.job.num}" if multirun else "run"
     try:
-        params = OmegaConf.to_container(cfg, resolve=True)
-        settings = Settings.from_params(params, COMPOSED)
+        params, settings = _resolve(cfg)
+    except UserError as err:  # a sweep's combination that pre-flight did not compose
+        if not multirun:
+            raise SystemExit(f"{PROG}: error: {err}") from None
+        _record_failed_job(cfg, _run_name(hc), err)
+        print(f"{PROG}: {name} failed: {err}", file=sys.stderr)
+        return math.nan
+    try:
         with _blas_threads(hc), graceful():
             outcome = run_job(
                 settings, params, job_dir, Store(), os.environ.get(PARENT_RUN_ENV),
@@ -118,6 +126,27 @@ def task(cfg: Any) -> float:
     return kept if kept is not None else math.nan
 
 
+def _resolve(cfg: Any) -> tuple[dict[str, Any], Settings]:
+    from omegaconf import OmegaConf
+
+    try:
+        params = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # the conf_digest resolver's check, wrapped by OmegaConf
+        raise ConfigError(describe_config_error(err)) from None
+    return params, Settings.from_params(params, COMPOSED)
+
+
+def _record_failed_job(cfg: Any, run_name: str, err: UserError) -> None:
+    """A job whose config does not validate is a FAILED run of the sweep all the same."""
+    from contextlib import suppress
+
+    with suppress(UserError), Tracker.open(
+        Store(), cfg.experiment_name, parent_run_id=os.environ.get(PARENT_RUN_ENV),
+        run_name=run_name,
+    ):  # fmt: skip
+        raise err
+
+
 def _sweep_killed(multirun: bool) -> None:
     """An interrupted sweep's parent run is KILLED too, not left RUNNING."""
     parent = os.environ.get(PARENT_RUN_ENV)
@@ -135,7 +164,9 @@ def check_overrides(argv: list[str], conf: Path) -> None:
 
     Hydra reports a bad override in several lines (and only when it reaches the job);
     here it is one line naming the key, exit status 2, and no MLflow run is opened.
-    A sweep's values are each tried with the other overrides at their first value.
+    A sweep of up to PREFLIGHT_COMBINATIONS jobs is composed job by job (values that are
+    each valid may not be together, e.g. two fractions summing past 1); a larger one has
+    each value tried with the other overrides at their first value.
     """
     # Hydra's own command-line parser: it has no public one, and a copy would drift.
     from hydra._internal.utils import get_args_parser
@@ -167,11 +198,16 @@ def check_overrides(argv: list[str], conf: Path) -> None:
         return o.input_line if value is None else f"{o.get_key_element()}={value}"
 
     firsts = [text(o, values[0]) for o, values in zip(plain, choices)]
-    candidates = [firsts]
-    for i, (o, values) in enumerate(zip(plain, choices)):
-        candidates += [[*firsts[:i], text(o, v), *firsts[i + 1 :]] for v in values[1:]]
+    if math.prod(len(values) for values in choices) <= PREFLIGHT_COMBINATIONS:
+        candidates = itertools.product(
+            *([text(o, v) for v in values] for o, values in zip(plain, choices))
+        )
+    else:  # too many to compose here (~0.1 s each): each value once; a job may still fail
+        candidates = [firsts]
+        for i, (o, values) in enumerate(zip(plain, choices)):
+            candidates += [[*firsts[:i], text(o, v), *firsts[i + 1 :]] for v in values[1:]]
     for overrides in candidates:
-        compose_config(overrides, conf)
+        compose_config(list(overrides), conf)
 
 
 def main() -> None:
