@@ -32,6 +32,8 @@ CORPUS = [
     ("train.batch_size=0", "train.batch_size"),
     ("model.activation=swish", "model.activation"),
     ("optim.name=lbfgs", "optim.name"),
+    ("optim.name=rmsprop", "optim.name=rmsprop would keep the other settings of optim/sgd.yaml"),
+    ("optim=adam optim.name=momentum", "choose the file instead: optim=momentum"),
     ("preprocess.val_fraction=1.5", "preprocess.val_fraction"),
     ("preprocess.val_fraction=-0.1", "preprocess.val_fraction"),
     ("preprocess.test_fraction=0", "preprocess.test_fraction"),
@@ -112,6 +114,22 @@ def test_the_hydra_app_refuses_before_any_run(conf_copy, capsys, monkeypatch, ca
     one_line_naming(result, key)
     assert result.stderr.startswith("backprop-experiment: error: ")
     assert not (conf_copy / "mlflow.db").exists() and not (conf_copy / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("model=[1,2]", "model is a config group: choose one of gelu, leaky_relu"),
+        ("optim=3", "optim is a config group: choose one of adam, momentum"),
+        ("optim.lr=0.1,0.2", "optim.lr=0.1,0.2 sweeps several values: add --multirun"),
+        ("model=glob(s*)", "model=glob(s*) sweeps several values: add --multirun"),
+    ],
+)
+def test_what_hydra_reports_in_many_lines_is_one_line(conf_copy, capsys, monkeypatch, case,
+                                                      message):  # fmt: skip
+    result = in_process(capsys, experiment_main, ["backprop-experiment", case], monkeypatch)
+    one_line_naming(result, message)
+    assert not (conf_copy / "mlflow.db").exists()
 
 
 def test_one_bad_value_in_a_sweep_stops_it_before_any_job(conf_copy, capsys, monkeypatch):

@@ -114,6 +114,8 @@ def test_cli_reads_params_yaml_or_the_named_file_or_defaults(digits_csv, tmp_pat
             "data.drop_missing must be true or false, got 'sometimes'",
         ),
         ("preprocess: [1, 2\n", "p.yaml: not valid YAML at line"),
+        ("preprocess: fast\n", "p.yaml: preprocess must be a mapping of its settings"),
+        ("optim: [1, 2]\n", "p.yaml: optim must be a mapping of its settings"),
     ],
 )
 def test_bad_params_name_the_file_and_key(digits_csv, tmp_path, yaml_text, message):

@@ -18,6 +18,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from backprop.app.command import Command
 from backprop.errors import ConfigError
 from backprop.pipeline.project import conf_dir as project_conf_dir
@@ -48,6 +50,31 @@ def register() -> None:
         OmegaConf.register_new_resolver("conf_digest", _checked_conf_digest)
 
 
+# Keys whose value picks a plug-in that has its own file in a conf group: setting the key
+# alone would keep the other file's settings (optim.name=rmsprop with sgd's lr of 1.0).
+CHOSEN_BY_FILE = {"optim.name": "optim"}
+
+
+def check_choices(overrides: list[str], conf_dir: Path) -> None:
+    """Refuse ``optim.name=rmsprop`` unless the optim file chosen is rmsprop's own."""
+    given = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
+    for key, group in CHOSEN_BY_FILE.items():
+        value = given.get(key)
+        if value is None or not (conf_dir / group / f"{value}.yaml").is_file():
+            continue
+        chosen = given.get(group) or _default_choice(conf_dir, group)
+        if value != chosen:
+            raise ConfigError(
+                f"{key}={value} would keep the other settings of {group}/{chosen}.yaml "
+                f"(its lr among them); choose the file instead: {group}={value}"
+            )
+
+
+def _default_choice(conf_dir: Path, group: str) -> str | None:
+    defaults = yaml.safe_load((conf_dir / "config.yaml").read_text()).get("defaults", [])
+    return next((d[group] for d in defaults if isinstance(d, dict) and group in d), None)
+
+
 def compose_config(overrides: list[str] | None = None, conf_dir: Path | None = None) -> Settings:
     """The settings that ``conf/`` composes to with ``overrides``; ConfigError in one line."""
     from hydra import compose, initialize_config_dir
@@ -55,6 +82,7 @@ def compose_config(overrides: list[str] | None = None, conf_dir: Path | None = N
 
     register()
     conf_dir = conf_dir or project_conf_dir()
+    check_choices(list(overrides or []), conf_dir)
     try:
         with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
             cfg = compose(config_name="config", overrides=list(overrides or []))
@@ -76,6 +104,7 @@ def compose_params(output: str | Path = "params.yaml", overrides: list[str] | No
     from dvc.utils.hydra import compose_and_dump
 
     conf_dir = project_conf_dir()
+    check_choices(list(overrides or []), conf_dir)
     output = Path(output)
     try:
         compose_and_dump(

@@ -183,6 +183,9 @@ def check_overrides(argv: list[str], conf: Path) -> None:
     for o in parsed:
         if o.is_hydra_override():
             continue
+        _check_group_choice(o, conf)
+        if o.is_sweep_override() and not args.multirun:
+            raise ConfigError(f"{o.input_line} sweeps several values: add --multirun")
         if not o.is_sweep_override():
             plain.append(o)
             choices.append([None])
@@ -197,17 +200,33 @@ def check_overrides(argv: list[str], conf: Path) -> None:
     def text(o: Any, value: str | None) -> str:
         return o.input_line if value is None else f"{o.get_key_element()}={value}"
 
+    # Each value with the others at their first (the bad value named alone), then, unless
+    # there are too many to compose here (~0.1 s each), every job's combination.
     firsts = [text(o, values[0]) for o, values in zip(plain, choices)]
+    candidates: list[tuple[str, ...]] = [tuple(firsts)]
+    for i, (o, values) in enumerate(zip(plain, choices)):
+        candidates += [(*firsts[:i], text(o, v), *firsts[i + 1 :]) for v in values[1:]]
     if math.prod(len(values) for values in choices) <= PREFLIGHT_COMBINATIONS:
-        candidates = itertools.product(
+        candidates += itertools.product(
             *([text(o, v) for v in values] for o, values in zip(plain, choices))
         )
-    else:  # too many to compose here (~0.1 s each): each value once; a job may still fail
-        candidates = [firsts]
-        for i, (o, values) in enumerate(zip(plain, choices)):
-            candidates += [[*firsts[:i], text(o, v), *firsts[i + 1 :]] for v in values[1:]]
-    for overrides in candidates:
+    for overrides in dict.fromkeys(candidates):
         compose_config(list(overrides), conf)
+
+
+def _check_group_choice(override: Any, conf: Path) -> None:
+    """``model=[1,2]`` names a config group with a value that is no option's name: Hydra
+    fails deep inside with "argument of type 'int' is not iterable"."""
+    key = override.get_key_element().lstrip("+~")
+    group = conf / key
+    if not group.is_dir() or override.is_sweep_override() or override.value() is None:
+        return
+    if not isinstance(override.value(), str):
+        options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+        raise ConfigError(
+            f"{key} is a config group: choose one of {options} ({key}={options.split(', ')[0]}), "
+            f"or set one of its keys ({key}.<key>=<value>)"
+        )
 
 
 def main() -> None:

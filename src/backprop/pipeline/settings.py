@@ -90,8 +90,15 @@ class Settings:
             )
         sections = {}
         for name, make in SECTIONS.items():
+            values = params.get(name)
+            if values is not None and not isinstance(values, Mapping):
+                raise ConfigError(
+                    "{key} must be a mapping of its settings (key: value lines indented under it), "
+                    f"got {values!r}",
+                    name,
+                ).at(source)
             try:
-                sections[name] = make(params.get(name))
+                sections[name] = make(values)
             except ConfigError as err:
                 raise err.within(name).at(source) from None
         try:
