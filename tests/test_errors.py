@@ -73,3 +73,52 @@ def test_a_bug_exits_1_with_its_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "matmul" in result.stderr
     assert not result.stderr.startswith("backprop train: error:")
+
+
+def test_a_tracking_uri_mlflow_cannot_use_is_one_line_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://x")
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backprop runs: error: MLFLOW_TRACKING_URI=bogus://x is not a tracking")
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]
+
+
+@pytest.mark.parametrize(
+    "params, how",
+    [
+        ("params.yaml", "resume with `dvc exp run -S train.resume=true`"),
+        ("other.yaml", "resume with `resume: true` under `train:` in other.yaml, then the same"),
+    ],
+)
+def test_an_interrupted_train_stage_says_how_to_resume_its_own_way(
+    tmp_path, monkeypatch, capsys, params, how
+):
+    """Resuming goes through the params file the command read: DVC's or the user's own."""
+    from backprop.pipeline.stages import train
+
+    def interrupted(settings, **ports):
+        raise train.TrainingInterrupted("SIGINT", 3, tmp_path / "ckpt.npz")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 't.db'}")
+    (tmp_path / params).write_text("train:\n  epochs: 1\n")
+    monkeypatch.setattr(train, "train", interrupted)
+    assert main(["train", "--params", params, "p", "m", "r"]) == 130
+    err = capsys.readouterr().err
+    assert "epoch 3 is saved in" in err and how in err
+
+
+def test_the_hydra_app_outside_a_project_is_a_user_error(tmp_path, monkeypatch, capsys):
+    from backprop.app.experiment import main as experiment_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["backprop-experiment"])
+    with pytest.raises(SystemExit) as exit:
+        experiment_main()
+    assert exit.value.code == 2
+    assert "no conf/config.yaml in" in capsys.readouterr().err

@@ -39,7 +39,10 @@ def run(stage: Stage, settings: Settings, source: str | None, ports: dict[str, P
             result = stage.function(settings, **ports, log=tracker)
             atomic_write_text(RUN_FILE, tracker.run_id + "\n")
     except TrainingInterrupted as err:
-        print(err.message("backprop train", RESUME_HOW), file=sys.stderr)
+        how = RESUME_HOW
+        if source and Path(source).resolve() != Path("params.yaml").resolve():
+            how = f"`resume: true` under `train:` in {source}, then the same command"
+        print(err.message("backprop train", how), file=sys.stderr)
         return err.exit_status
     print(f"{result.summary}; MLflow run {tracker.run_id}")
     return 0

@@ -235,8 +235,9 @@ def main() -> None:
     register()
     conf = conf_dir()
     if not (conf / "config.yaml").is_file():
-        sys.exit(f"{PROG}: error: no conf/config.yaml in {Path.cwd()} or above; "
-                 "run it from the project folder")  # fmt: skip
+        print(f"{PROG}: error: no conf/config.yaml in {Path.cwd()} or above; "
+              "run it from the project folder", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     plain_warnings()
     try:
         check_overrides(sys.argv[1:], conf)

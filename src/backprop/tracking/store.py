@@ -94,6 +94,10 @@ def first_line(text: str | None) -> str:
     return text.splitlines()[0] if text else "unknown error"
 
 
+# What MLflow's tracking stores accept (postgresql+psycopg2:// counts as postgresql).
+TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file"}
+
+
 class Store:
     """The project's tracking store: experiments, runs, models, the registry."""
 
@@ -112,7 +116,18 @@ class Store:
 
     @cached_property
     def client(self) -> Any:
+        self.check_uri()
         return mlflow().MlflowClient(self.uri)
+
+    def check_uri(self) -> None:
+        """A URI MLflow cannot track into is one line, not MLflow's traceback."""
+        scheme = self.uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in self.uri else ""
+        if scheme not in TRACKING_SCHEMES:
+            raise TrackingError(
+                f"MLFLOW_TRACKING_URI={self.shown} is not a tracking store MLflow can use; "
+                "give sqlite:///path/to/mlflow.db, http://127.0.0.1:5000 or postgresql://..., "
+                "or unset it to track into ./mlflow.db"
+            )
 
     @contextlib.contextmanager
     def pointed(self) -> Iterator[Any]:
@@ -162,12 +177,15 @@ class Store:
         known = self._experiments.get(name)
         if known is not None:
             return known
+        self.check_uri()
         self.check_server()
         if self.is_server:  # a tracking server keeps its own artifact store
             experiment_id = self._experiment_id(name, None)
-        else:
+        elif self.uri.startswith("sqlite:///"):
             with exclusive_lock(self.uri.removeprefix("sqlite:///") + ".lock"):
                 experiment_id = self._experiment_id(name, self.root / "mlartifacts")
+        else:  # a database server migrates its own tables safely
+            experiment_id = self._experiment_id(name, self.root / "mlartifacts")
         self._experiments[name] = experiment_id
         return experiment_id
 
