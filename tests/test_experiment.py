@@ -176,3 +176,41 @@ def test_a_missing_csv_is_one_line_and_a_failed_run(project):
         [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
     )[0]
     assert newest.info.status == "FAILED" and "nope.csv" in newest.data.tags["error"]
+
+
+def _outputs_folder(stdout: str):
+    from pathlib import Path
+
+    return [Path(line.split("outputs in ", 1)[1].rstrip(")")) for line in stdout.splitlines()
+            if "outputs in " in line]  # fmt: skip
+
+
+def test_runs_and_sweeps_started_together_each_own_their_folder_and_model(project):
+    """Started in the same second, two runs (and two sweeps) get folders of their own, and
+    each MLflow run describes the weights in its own folder."""
+    small = ["train.patience=null", "model.hidden_sizes=[16]"]
+    commands = [
+        ["backprop-experiment", "optim.lr=0.7", "train.epochs=2", *small],
+        ["backprop-experiment", "optim.lr=0.2", "train.epochs=3", *small],
+        ["backprop-experiment", "--multirun", "optim.lr=0.5,0.3", "train.epochs=2", *small],
+        ["backprop-experiment", "--multirun", "optim.lr=0.4,0.1", "train.epochs=2", *small],
+    ]
+    env = venv_env()
+    processes = [subprocess.Popen(c, cwd=project, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for c in commands]  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], [err for _, err in outs]
+    folders = [f for stdout, _ in outs for f in _outputs_folder(stdout)]
+    assert len(folders) == 6 and len(set(folders)) == 6
+    assert len({f.parent for f in folders[2:]}) == 2  # two sweep folders, one per sweep
+    client = mlflow_client(project)
+    for stdout, _ in outs:
+        for line in stdout.splitlines():
+            if "MLflow run " not in line:
+                continue
+            run_id = line.split("MLflow run ", 1)[1].split(",", 1)[0]
+            folder = _outputs_folder(line)[0]
+            run = client.get_run(run_id)
+            assert run.data.tags["weights_sha256"] == sha256(folder / "model/weights.npz")
+            metrics = json.loads((folder / "reports/metrics.json").read_text())
+            assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])

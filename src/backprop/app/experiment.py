@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ from backprop.app.job import run_job
 from backprop.app.sweep import PARENT_RUN_ENV, mark_parent_killed
 from backprop.errors import ConfigError, UserError
 from backprop.pipeline.interrupt import graceful
-from backprop.pipeline.project import conf_dir
+from backprop.pipeline.project import OUTPUTS, conf_dir, new_folder
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.train import TrainingInterrupted
 from backprop.tracking.store import Store
@@ -229,6 +230,30 @@ def _check_group_choice(override: Any, conf: Path) -> None:
         )
 
 
+def own_output_folder(argv: list[str], root: Path) -> list[str]:
+    """``argv`` plus ``hydra.run.dir`` (or ``hydra.sweep.dir``) naming a folder created here.
+
+    ``outputs/runs/<date>/<HH-MM-SS>`` (``outputs/sweeps/...`` for a sweep), with ``-2``,
+    ``-3``... when another run took it in the same second: Hydra's own ``${now:}`` folders
+    would be shared, and one run would evaluate the other's model.  A folder given on the
+    command line is the user's; printing the config or help creates none.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.help or args.hydra_help or args.shell_completion or args.cfg or args.info:
+        return argv
+    key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+    if any(o.lstrip("+").split("=", 1)[0] == key for o in args.overrides):
+        return argv
+    now = time.localtime()
+    kind = "sweeps" if args.multirun else "runs"
+    parent = root / OUTPUTS / kind / time.strftime("%Y-%m-%d", now)
+    folder = new_folder(parent, time.strftime("%H-%M-%S", now))
+    quoted = str(folder).replace("'", "\\'")  # Hydra's quoted string
+    return [*argv, f"{key}='{quoted}'"]
+
+
 def main() -> None:
     import hydra
 
@@ -244,6 +269,7 @@ def main() -> None:
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = own_output_folder(sys.argv[1:], conf.parent)
     hydra.main(config_path=str(conf), config_name="config", version_base=None)(task)()
 
 

@@ -24,7 +24,7 @@ from backprop.app.job import run_job
 from backprop.errors import DataError, ModelFileError, TrackingError
 from backprop.pipeline.chain import input_csv
 from backprop.pipeline.files import file_digest
-from backprop.pipeline.project import OUTPUTS, git_state
+from backprop.pipeline.project import OUTPUTS, git_state, new_folder
 from backprop.pipeline.settings import Settings, read_params
 from backprop.tracking.store import Store
 
@@ -86,8 +86,7 @@ def reproduce(run_id: str, store: Store | None = None, progress: bool = True) ->
 
     original_sha = tags.get("weights_sha256") or _logged_weights_sha256(store, run_id)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    job_dir = root / OUTPUTS / "reproductions" / run_id / stamp
-    job_dir.mkdir(parents=True, exist_ok=True)
+    job_dir = new_folder(root / OUTPUTS / "reproductions" / run_id, stamp)
     name = f"reproduce {run.info.run_name or run_id}"[:250]
     outcome = run_job(
         settings, params, job_dir, store, run_name=name, progress=progress,

@@ -38,6 +38,24 @@ def cache_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / OUTPUTS / "cache"
 
 
+def new_folder(parent: Path, name: str) -> Path:
+    """``parent/name`` created by this process alone: ``name-2``, ``name-3``... if taken.
+
+    Two runs started in the same second must not share a folder: one would evaluate
+    the other's model.  ``mkdir`` without ``exist_ok`` is atomic, so no two processes
+    can both succeed on one name.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"{parent / name}: 9,999 folders of that name already exist")
+
+
 def git_state(root: Path) -> dict[str, str]:
     """The commit checked out and whether tracked files have changes ("unknown" without git)."""
 
