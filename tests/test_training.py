@@ -69,7 +69,32 @@ def test_divergence_names_epoch_batch_and_learning_rate():
     message = str(err.value)
     assert "epoch 1, batch 2" in message or "epoch 1, batch 1" in message
     assert "learning rate 1e+30" in message
-    assert "smaller learning rate" in message
+    assert "try a smaller one, such as optim.lr=1, the default of sgd" in message
+
+
+@pytest.mark.parametrize("optimizer, default", [("sgd", "1"), ("adam", "0.001")])
+def test_a_finite_loss_far_above_guessing_is_divergence_too(optimizer, default):
+    """lr=1e9 keeps every number finite on sigmoid units, yet the loss is 1e10: not a model."""
+    X, y = blobs()
+    net = MLP([5, 16, 3], rng=np.random.default_rng(0))
+    config = TrainConfig(epochs=5, batch_size=50)
+    seen = []
+    with pytest.raises(TrainingDiverged) as err:
+        train(net, X, y, config, optim_config(name=optimizer, lr=1e9), np.random.default_rng(1),
+              callback=seen.append)  # fmt: skip
+    message = str(err.value)
+    assert re.search(r"the training loss rose to [\d.e+]+ in epoch 1, over 10 times that of "
+                     r"guessing \(1\.1\)", message), message  # fmt: skip
+    assert f"such as optim.lr={default}, the default of {optimizer}" in message
+    assert seen == []  # the diverged epoch is not reported as one
+
+
+def test_a_small_learning_rate_is_told_to_go_smaller_still():
+    X, y = blobs()
+    net = MLP([5, 16, 3], "relu", rng=np.random.default_rng(0))
+    with pytest.raises(TrainingDiverged, match=r"such as optim.lr=0\.05$"):
+        train(net, X * 10, y, TrainConfig(epochs=5, batch_size=30), optim_config(lr=0.5),
+              np.random.default_rng(1))  # fmt: skip
 
 
 def test_early_stopping_restores_the_best_weights():

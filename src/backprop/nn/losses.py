@@ -57,6 +57,11 @@ class SoftmaxCrossEntropy:
         return float(-(targets * log_a).sum() / len(z))
 
     @staticmethod
+    def guessing(n_outputs: int) -> float:
+        """The loss of predicting every class with probability 1/k: log k."""
+        return float(np.log(n_outputs))
+
+    @staticmethod
     def delta(z: np.ndarray, a: np.ndarray, targets: np.ndarray, out: np.ndarray) -> np.ndarray:
         np.subtract(a, targets, out=out)  # y_hat - y: see the module docstring
         out *= 1.0 / len(z)
@@ -76,6 +81,11 @@ class SigmoidSquaredError:
     def value(z: np.ndarray, a: np.ndarray, targets: np.ndarray) -> float:
         diff = targets - a
         return float(0.5 * (diff * diff).sum() / len(z))
+
+    @staticmethod
+    def guessing(n_outputs: int) -> float:
+        """The loss of outputs of 1/2 against one-hot targets: k/8 (at most k/2, bounded)."""
+        return n_outputs / 8
 
     @staticmethod
     def delta(z: np.ndarray, a: np.ndarray, targets: np.ndarray, out: np.ndarray) -> np.ndarray:

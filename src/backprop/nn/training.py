@@ -6,6 +6,7 @@ passes ``callback``, called with an :class:`EpochMetrics` after every epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -38,6 +39,11 @@ class TrainConfig:
     patience: Annotated[int, Ge(1)] | None = None
     min_delta: Annotated[float, Ge(0)] = 0.0
     resume: Annotated[bool, RUN_OPTION] = False
+
+
+# An epoch whose mean training loss is this many times that of guessing every class
+# alike has diverged, however finite: training that works never ends an epoch there.
+DIVERGED_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,9 @@ def train(
                 loss = network.loss(ws, batch_targets)
                 if not math.isfinite(loss):
                     raise _diverged(
-                        f"the training loss became non-finite at epoch {epoch}, batch {batch}", lr
+                        f"the training loss became non-finite at epoch {epoch}, batch {batch}",
+                        lr,
+                        optim,
                     )
                 total += loss * len(idx)
                 if fused_sgd:
@@ -177,7 +185,18 @@ def train(
                     f"the weights became non-finite during epoch {epoch} "
                     f"(checked after its last batch, {batch})",
                     lr,
+                    optim,
                 )
+
+        train_loss = total / len(X)
+        guessing = network.head.guessing(network.layer_sizes[-1])
+        if train_loss > DIVERGED_FACTOR * guessing:
+            raise _diverged(
+                f"the training loss rose to {train_loss:.3g} in epoch {epoch}, over "
+                f"{DIVERGED_FACTOR:g} times that of guessing ({guessing:.3g})",
+                lr,
+                optim,
+            )
 
         val_loss = val_accuracy = None
         if has_val:
@@ -185,7 +204,7 @@ def train(
             val_accuracy = float((outputs.argmax(1) == val_targets.argmax(1)).mean())
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=total / len(X),
+            train_loss=train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
             learning_rate=lr,
@@ -237,8 +256,14 @@ def _targets(y: np.ndarray, network: MLP) -> np.ndarray:
     )
 
 
-def _diverged(what: str, lr: float) -> TrainingDiverged:
+def _diverged(what: str, lr: float, optim: OptimConfig) -> TrainingDiverged:
+    """The error, with a learning rate to try: the optimizer's default when ``lr`` is above
+    it, else a tenth of ``lr``."""
+    default = next(f.default for f in dataclasses.fields(optim) if f.name == "lr")
+    if lr > default:
+        hint = f"optim.lr={default:g}, the default of {optim.name}"
+    else:
+        hint = f"optim.lr={lr / 10:g}"
     return TrainingDiverged(
-        f"training diverged: {what}, learning rate {lr:g}; "
-        f"try a smaller learning rate (for instance {lr / 10:g})"
+        f"training diverged: {what}, learning rate {lr:g}; try a smaller one, such as {hint}"
     )
