@@ -202,3 +202,27 @@ def test_input_example_comes_from_the_csv_or_from_unscaled_rows(prepared):
     unscaled = _input_example(gone)
     assert list(unscaled.columns) == p.feature_names and unscaled.shape == (5, 64)
     assert unscaled.to_numpy().min() >= 0 and unscaled.to_numpy().max() <= 16 + 1e-4
+
+
+@pytest.mark.parametrize("optim, copies", [("sgd", 3), ("momentum", 4), ("adam", 5)])
+def test_a_network_larger_than_memory_is_refused_before_allocating(
+    prepared, tmp_path, monkeypatch, optim, copies
+):
+    """The message says what training needs: one array of the parameters' size each for the
+    weights, the gradients, the best epoch (patience is set) and the optimizer's state."""
+    from backprop.pipeline.stages import train as stage
+
+    n_params = (64 + 1) * 32 + (32 + 1) * 10  # digits: 64 pixels, 10 classes
+    monkeypatch.setattr(stage, "available_memory", lambda: copies * n_params * 4 - 1)
+    config = settings(
+        model={"hidden_sizes": [32]}, optim={"name": optim, "lr": 0.01},
+        train={"epochs": 1, "patience": 3},
+    )  # fmt: skip
+    model = tmp_path / "model"
+    with pytest.raises(ConfigError, match=rf"model.hidden_sizes \[32\] needs [\d.]+ MiB to train "
+                                          rf"\({copies} copies of its"):  # fmt: skip
+        train_model(prepared / "prepared", model, tmp_path / "reports", config)
+    assert not model.exists()
+    monkeypatch.setattr(stage, "available_memory", lambda: copies * n_params * 4)
+    train_model(prepared / "prepared", model, tmp_path / "reports", config)
+    assert (model / "weights.npz").exists()

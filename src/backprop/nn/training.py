@@ -18,8 +18,8 @@ import numpy as np
 from annotated_types import Ge
 
 from backprop.errors import ConfigError, TrainingDiverged
-from backprop.nn.network import MLP, one_hot
-from backprop.nn.optimizers import OptimConfig, make_optimizer, scheduled_lr
+from backprop.nn.network import MLP, ModelConfig, one_hot
+from backprop.nn.optimizers import OPTIMIZERS, OptimConfig, make_optimizer, scheduled_lr
 from backprop.schema import RUN_OPTION, settings
 
 
@@ -241,6 +241,20 @@ def train(
     if best_params is not None:
         network.set_parameters(best_params)
     return history
+
+
+def training_bytes(
+    model: ModelConfig, optim: OptimConfig, config: TrainConfig, n_inputs: int, n_outputs: int,
+    copies: int | None = None,
+) -> int:  # fmt: skip
+    """The memory that training a network of ``model`` keeps for its whole length: weights,
+    gradients, the optimizer's state and, with early stopping, the best weights (or
+    ``copies`` arrays of the parameters' size)."""
+    sizes = [n_inputs, *model.hidden_sizes, n_outputs]
+    n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if copies is None:
+        copies = 2 + OPTIMIZERS[optim.name].copies(optim) + (config.patience is not None)
+    return n_params * np.dtype(model.dtype).itemsize * copies
 
 
 def _targets(y: np.ndarray, network: MLP) -> np.ndarray:

@@ -27,3 +27,33 @@ def prefaulted_empty(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarra
     buffer = mmap.mmap(-1, nbytes, flags=flags)
     # The array keeps the mapping alive; it is unmapped when the array is freed.
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the kernel's MemAvailable, within the cgroup's
+    limit when one is set (a container).  None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            found.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def gib(nbytes: int) -> str:
+    """``37.3 GiB``, or ``12.5 MiB`` below one GiB."""
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.1f} GiB"
+    return f"{nbytes / 2**20:.1f} MiB"

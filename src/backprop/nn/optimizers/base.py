@@ -72,6 +72,13 @@ class Optimizer:
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def copies(cls, config: OptimConfig) -> int:
+        """How many arrays the size of the parameters this rule keeps (Adam: 2), counted
+        in the state it keeps for one small parameter."""
+        probe = np.zeros((2, 3), np.float32)
+        return sum(a.shape == probe.shape for a in cls([probe], config).state().values())
+
     def state(self) -> dict[str, np.ndarray]:
         """Arrays to checkpoint, so that training goes on exactly where it stopped."""
         return {}

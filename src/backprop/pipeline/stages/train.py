@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from backprop.errors import ConfigError, ModelFileError
 from backprop.nn.network import MLP
-from backprop.nn.training import EpochMetrics, History, TrainingState
+from backprop.nn.training import EpochMetrics, History, TrainingState, training_bytes
 from backprop.nn.training import train as train_network
 from backprop.pipeline import plots
 from backprop.pipeline.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
@@ -32,6 +32,7 @@ from backprop.pipeline.prepared import Prepared, load_prepared
 from backprop.pipeline.project import project_root
 from backprop.pipeline.registry import stage_key
 from backprop.pipeline.runlog import NO_LOG, RunLog
+from backprop.tables.memory import available_memory, gib
 
 if TYPE_CHECKING:
     from backprop.pipeline.settings import Settings
@@ -98,7 +99,7 @@ def train(
     log.training_started(settings, data.source)
     # One Generator from the seed: first the initial weights, then the batch order.
     rng = np.random.default_rng(settings.train.seed)
-    network = MLP.from_config(settings.model, len(data.feature_names), len(data.classes), rng)
+    network = _network(settings, len(data.feature_names), len(data.classes), rng)
     has_val = len(data.y["val"]) > 0
     if not has_val and settings.train.patience is not None:
         raise ConfigError(
@@ -171,6 +172,26 @@ def train(
         checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     log.model_trained(Path(model), [reports / HISTORY_FILE, reports / CURVES_FILE], data, history)
     return Trained(network, history, data, Path(model))
+
+
+def _network(settings: Settings, n_inputs: int, n_outputs: int, rng: np.random.Generator) -> MLP:
+    """The network, or a ConfigError saying what it needs before it fails to allocate."""
+    needed = training_bytes(settings.model, settings.optim, settings.train, n_inputs, n_outputs)
+    one = training_bytes(settings.model, settings.optim, settings.train, n_inputs, n_outputs, 1)
+    available = available_memory()
+    sizes = list(settings.model.hidden_sizes)
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{{key}} {sizes} needs {gib(needed)} to train ({needed // one} copies of its "
+            f"{gib(one)} of parameters: weights, gradients, optimizer state, best epoch), "
+            f"more than the {gib(available)} of memory available; choose smaller layers",
+            "model.hidden_sizes",
+        )
+    try:
+        return MLP.from_config(settings.model, n_inputs, n_outputs, rng)
+    except MemoryError as err:
+        raise ConfigError(f"{{key}} {sizes}: {err}; choose smaller layers",
+                          "model.hidden_sizes") from None  # fmt: skip
 
 
 def _resume_state(
