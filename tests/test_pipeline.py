@@ -249,3 +249,18 @@ def test_bytecode_caches_do_not_count_as_code_changes(project):
     assert list((root / "src/backprop/nn/activations").glob("__pycache__/*.pyc"))
     with Repo(str(root)) as repo:
         assert repo.status() == {}
+
+
+def test_a_csv_path_with_spaces_and_parentheses_is_one_argument(project):
+    root, _, _ = project
+    csv = root / "data/raw/my digits (v2).csv"
+    csv.write_bytes((root / "data/raw/digits.csv").read_bytes())
+    try:
+        sh(root, "backprop", "params", *FAST, "data=csv",
+           "data.path='data/raw/my digits (v2).csv'", "data.label_column=label")  # fmt: skip
+        result = sh(root, "dvc", "repro", "preprocess")
+        assert "Running stage 'preprocess'" in result.stdout
+        assert "backprop preprocess 'data/raw/my digits (v2).csv' data/prepared" in result.stdout
+    finally:
+        csv.unlink()
+        sh(root, "backprop", "params", *FAST)

@@ -43,6 +43,12 @@ class Port:
     help: str
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def shell_word(self) -> str:
+        """The path in a stage's command: a ``${key}`` the user sets is quoted, so that a
+        path with spaces or parentheses stays one argument."""
+        return f"'{self.path}'" if "${" in self.path else self.path
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -74,7 +80,7 @@ class Stage:
 
     def cmd(self) -> str:
         """The stage's command line in dvc.yaml."""
-        return " ".join(["backprop", self.command, *(p.path for p in self.ports)])
+        return " ".join(["backprop", self.command, *(p.shell_word for p in self.ports)])
 
 
 PREPARED = Port("prepared", "data/prepared", "the prepared splits (written by preprocess)")
