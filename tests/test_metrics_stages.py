@@ -226,3 +226,11 @@ def test_a_network_larger_than_memory_is_refused_before_allocating(
     monkeypatch.setattr(stage, "available_memory", lambda: copies * n_params * 4)
     train_model(prepared / "prepared", model, tmp_path / "reports", config)
     assert (model / "weights.npz").exists()
+
+
+def test_class_names_the_font_lacks_draw_without_a_warning_per_character():
+    """pytest turns warnings into errors here: matplotlib warns once per missing glyph."""
+    from backprop.pipeline import plots
+
+    png = plots.confusion(np.eye(3, dtype=int) * 5, ["猫", "犬", "鳥"])
+    assert png.startswith(b"\x89PNG")

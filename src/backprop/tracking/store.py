@@ -54,6 +54,8 @@ def mlflow() -> Any:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(round(server_timeout())),
+        # its "View run ... at" lines on stdout: our own line names the run
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
