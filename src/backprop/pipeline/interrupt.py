@@ -3,7 +3,7 @@
 :func:`graceful` turns SIGTERM into :class:`Interrupted` (a KeyboardInterrupt,
 as Ctrl-C raises), so ``finally`` blocks run and the MLflow run is marked
 KILLED; :func:`deferred` holds both signals back while a checkpoint is being
-written, so the checkpoint in progress is finished before the signal lands.
+written, so the checkpoint in progress is finished, and known, before the signal lands.
 """
 
 from __future__ import annotations
@@ -48,12 +48,23 @@ def graceful() -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done, then arrive."""
+    """SIGINT and SIGTERM wait until the block is done, then arrive.
+
+    The handlers are swapped for one that only notes the signal, rather than the signals
+    blocked: Python runs a handler some bytecodes after the signal came, so one that came
+    just before the block would still raise inside it, between writing a checkpoint and
+    recording which epoch it holds.  At the end the noted signal is raised again, for the
+    handlers of before.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
