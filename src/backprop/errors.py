@@ -48,6 +48,11 @@ class InputError(DataError):
     """Rows to predict that do not fit the model."""
 
 
+class OutputError(UserError):
+    """A place to write that cannot take the output: a folder where a file goes, a folder of
+    the user's files, no permission, no space left."""
+
+
 class ModelFileError(UserError):
     """A model folder or checkpoint that is missing, damaged or inconsistent."""
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from backprop.app.command import Command
 from backprop.errors import DataError, UserError
-from backprop.pipeline.files import atomic_file
+from backprop.pipeline.files import atomic_file, check_output_file, is_stream
 from backprop.pipeline.predictor import Predictor
 from backprop.tables.labels import label_indices
 from backprop.tables.reader import read_feature_chunks
@@ -87,7 +87,8 @@ def predict_csv(
     schema = _schema(label_values, predictor.network.dtype, [f"proba_{c}" for c in classes])
     with _destination(output) as out, _csv_writer(out, schema) as writer:
         try:
-            for chunk in itertools.chain([first] if first is not None else [], chunks):
+            for chunk in _incomplete_if_failing(output, summary, itertools.chain(
+                    [first] if first is not None else [], chunks)):  # fmt: skip
                 proba = predictor.predict_matrix(chunk.X)
                 predicted = proba.argmax(axis=1)
                 writer.write_table(_table(schema, label_values[predicted], proba))
@@ -100,6 +101,21 @@ def predict_csv(
         finally:
             bar.close()
     return summary
+
+
+def _incomplete_if_failing(output: Any, summary: Summary, chunks: Iterator[Any]) -> Iterator[Any]:
+    """A bad row found after rows went to a stream (stdout, a pipe) cannot take them back:
+    the error says so.  A file given with -o is replaced only when every row is written."""
+    try:
+        yield from chunks
+    except UserError as err:
+        if summary.rows and (output is None or is_stream(output)):
+            where = "standard output" if output is None else str(output)
+            raise type(err)(
+                f"{err}; the {summary.rows} rows written to {where} before it are incomplete "
+                "(-o FILE writes all rows or none)"
+            ) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -178,7 +194,11 @@ def _chunk_rows(text: str) -> int:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model folder or MLflow model URI")
     p.add_argument("input", metavar="INPUT.csv", help="rows to predict")
-    p.add_argument("-o", "--output", metavar="FILE", help="output CSV (default: standard output)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="output CSV, written whole or not at all (its folder is created if missing); "
+        "a device or pipe is written as it goes (default: standard output)",
+    )  # fmt: skip
     p.add_argument(
         "--chunk-rows", type=_chunk_rows, default=CHUNK_ROWS,
         help=f"rows per chunk (default {CHUNK_ROWS})",
@@ -188,6 +208,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.output is not None and os.path.abspath(args.output) == os.path.abspath(args.input):
         raise UserError(f"{args.output}: the output would overwrite the input; pick another -o")
+    if args.output is not None:
+        check_output_file(args.output)
     with model_folder(args.model) as folder:
         summary = predict_csv(folder, args.input, args.output, args.chunk_rows)
     where = f" -> {args.output}" if args.output else ""
@@ -196,7 +218,9 @@ def _run(args: argparse.Namespace) -> int:
         line += f"; accuracy {summary.accuracy:.4f} ({summary.correct} of {summary.rows} right)"
         if summary.unknown_labels:
             line += f"; {summary.unknown_labels} rows have a label the model was not trained on"
-    print(line, file=sys.stderr if args.output is None else sys.stdout)
+    # the summary never mixes with rows that go to a stream (-o /dev/stdout, a pipe)
+    streamed = args.output is None or is_stream(args.output)
+    print(line, file=sys.stderr if streamed else sys.stdout)
     return 0
 
 

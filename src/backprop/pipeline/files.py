@@ -9,20 +9,22 @@ archives carry no timestamps, so equal arrays give equal bytes and equal hashes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backprop.errors import ModelFileError
+from backprop.errors import ModelFileError, OutputError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry dates keep the archive reproducible
 
@@ -32,6 +34,60 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
+
+
+def is_stream(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a device, a pipe or a socket (``/dev/null``, ``/dev/stdout``, a
+    FIFO, ``>(gzip > out.gz)``): written in place, never replaced by a rename."""
+    if os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return True  # /dev/stdout may lead to a regular file: still not ours to replace
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a file target that cannot be written: a folder, a path
+    through a file, a folder without write permission.  A missing parent folder is fine:
+    writing creates it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(
+            f"{path}: is a folder; give a file name, such as {path / 'predictions.csv'}"
+        )
+    if is_stream(path):
+        return path
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise OutputError(f"{path}: {parent} is a file, not a folder; give another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: no permission to write in {parent}; give another path")
+    return path
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
+    """OSErrors a user can act on, writing ``path``, as one-line OutputErrors.  ``what``
+    names the previous output that stays as it was (default: the file's name)."""
+    try:
+        yield
+    except OSError as err:
+        path = Path(path)
+        kept = f"the previous {what or path.name} (if any) is unchanged"
+        reason = {
+            errno.ENOSPC: f"no space left on the device; {kept}; free some space and run again",
+            errno.EDQUOT: f"disk quota exceeded; {kept}; free some space and run again",
+            errno.EACCES: "permission denied; give a path you can write to",
+            errno.EPERM: "permission denied; give a path you can write to",
+            errno.EROFS: "the file system is read-only; give a path you can write to",
+            errno.EISDIR: "is a folder; give a file name",
+            errno.ENOTDIR: "a part of the path is a file, not a folder; give another path",
+            errno.EEXIST: "a part of the path is a file, not a folder; give another path",
+        }.get(err.errno)
+        if reason is None:
+            raise
+        raise OutputError(f"{path}: {reason}") from None
 
 
 @contextlib.contextmanager
@@ -44,20 +100,28 @@ def atomic_file(
     ends without an exception; otherwise it is removed.  ``durable``: fsync it first,
     so that it also survives a power cut (a killed process needs no fsync).
     The sibling's name carries the writer's pid: :func:`remove_stale_temporaries`
-    clears those of writers that were killed.
+    clears those of writers that were killed.  A device, pipe or socket (``/dev/null``,
+    a FIFO) is written in place: replacing it would break whoever reads it.
+    Errors the user can act on (no space, no permission) are OutputErrors.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, mode, **open_args) as f:
+    if is_stream(path):
+        with writing(path), open(path, mode, **open_args) as f:
             yield f
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    try:
+        with writing(path):
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, mode, **open_args) as f:
+                yield f
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -127,26 +191,56 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -> Path:
+def check_output_folder(
+    directory: str | os.PathLike, ours: Iterable[str], what: str = "outputs"
+) -> Path:
+    """Refuse to replace a folder that holds anything but files named in ``ours`` (what the
+    command writes there), or that holds the working folder: it would be deleted whole."""
+    directory = Path(directory)
+    if not directory.exists() and not directory.is_symlink():
+        return directory
+    if not directory.is_dir():
+        raise OutputError(f"{directory}: is a file, not a folder; give a folder for the {what}")
+    if Path.cwd().resolve().is_relative_to(directory.resolve()):
+        raise OutputError(
+            f"{directory}: is the working folder or holds it, and would be replaced whole; "
+            f"give a folder of its own for the {what}"
+        )
+    ours = set(ours)
+    for entry in sorted(directory.iterdir()):
+        if entry.name not in ours or not entry.is_file() or entry.is_symlink():
+            raise OutputError(
+                f"{directory}: holds {entry.name!r}, which this command did not write, and "
+                f"would be replaced whole; give a new or empty folder for the {what}"
+            )
+    return directory
+
+
+def atomic_write_dir(
+    directory: str | os.PathLike, files: Mapping[str, bytes], ours: Iterable[str] = ()
+) -> Path:
     """Replace ``directory`` by a folder holding exactly ``files`` (name -> bytes).
 
     The files are written into a temporary sibling folder that is then renamed
     into place, so readers see the old set of files or the new set, never a
-    mixture; anything else that was in ``directory`` goes.
+    mixture.  A folder holding anything but ``files`` and ``ours`` (other names the
+    command writes there) is refused (:func:`check_output_folder`).
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(directory.parent)
-    staging = Path(
-        tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory), suffix=".tmp")
-    )
+    directory = check_output_folder(directory, {*files, *ours})
+    with writing(directory, f"{directory.name} folder"):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory.parent)
+        staging = Path(
+            tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory), suffix=".tmp")
+        )
     try:
         staging.chmod(DIR_MODE)
-        for name, data in files.items():
-            with open(staging / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        with writing(directory, f"{directory.name} folder"):
+            for name, data in files.items():
+                with open(staging / name, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
         if directory.exists():
             old = Path(
                 tempfile.mkdtemp(

@@ -43,6 +43,10 @@ class Prepared:
     source: dict[str, Any] | None = None  # path, sha256 and rows of the input CSV
 
 
+# Every file the folder may hold (source.json only when the CSV is known).
+PREPARED_FILES = (*(f"{name}.npz" for name in SPLITS), "scaler.json", "classes.json", "source.json")
+
+
 def write_prepared(prepared: Prepared, out_dir: str | os.PathLike) -> None:
     """Replace ``out_dir`` by the files described in the module docstring."""
     p = prepared
@@ -54,7 +58,7 @@ def write_prepared(prepared: Prepared, out_dir: str | os.PathLike) -> None:
     files["classes.json"] = json_bytes({"label_column": p.label_column, "classes": p.classes})
     if p.source is not None:
         files["source.json"] = json_bytes(p.source)
-    atomic_write_dir(out_dir, files)
+    atomic_write_dir(out_dir, files, ours=PREPARED_FILES)
 
 
 def read_source(out_dir: str | os.PathLike) -> dict | None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion.csv"
 FIGURES_DIR = "figures"
+FIGURES = ("confusion.png", "first_layer.png", "misclassified.png")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]
     if plots.image_side(X.shape[1]):
         figures["first_layer.png"] = plots.first_layer_weights(network.weights[0])
         figures["misclassified.png"] = plots.misclassified(X, y, predicted, classes)
-    atomic_write_dir(reports / FIGURES_DIR, figures)
+    atomic_write_dir(reports / FIGURES_DIR, figures, ours=FIGURES)
     return metrics
 
 

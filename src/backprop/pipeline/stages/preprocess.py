@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backprop.errors import DataError
-from backprop.pipeline.files import file_digest
-from backprop.pipeline.prepared import SPLITS, Prepared, write_prepared
+from backprop.pipeline.files import check_output_folder, file_digest
+from backprop.pipeline.prepared import PREPARED_FILES, SPLITS, Prepared, write_prepared
 from backprop.pipeline.runlog import NO_LOG, RunLog
 from backprop.tables.config import PreprocessConfig
 from backprop.tables.labels import encode_labels
@@ -82,6 +82,7 @@ def preprocess(
     settings: Settings, *, csv: Path, prepared: Path, log: RunLog = NO_LOG, progress: bool = True
 ) -> Preprocessed:
     """The stage: read, split and scale ``csv``, then replace the folder ``prepared``."""
+    check_output_folder(prepared, PREPARED_FILES, "prepared splits")  # before the work
     data = settings.data
     result = prepare(csv, settings.preprocess, data.label_column, data.drop_missing)
     source = {

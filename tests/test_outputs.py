@@ -1,0 +1,229 @@
+"""Where outputs go: nothing of the user's is replaced, streams are written in place, and a
+full disk or a folder given for a file is one line that leaves the previous output as it was.
+
+Everything runs in this process through ``backprop.app.cli.main`` on a small model.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backprop.app.cli import main
+from backprop.errors import OutputError
+from backprop.pipeline import files
+from backprop.pipeline.files import atomic_write_bytes, atomic_write_dir, is_stream
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """digits.csv, its prepared splits and a model trained for one epoch."""
+    root = tmp_path_factory.mktemp("outputs")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        (root / "params.yaml").write_text(
+            "model:\n  hidden_sizes: [8]\ntrain:\n  epochs: 1\n  patience: null\n"
+        )
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'm.db'}"
+        assert main(["digits", "digits.csv"]) == 0
+        assert main(["preprocess", "digits.csv", "prepared"]) == 0
+        assert main(["train", "prepared", "model", "reports"]) == 0
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.chdir(cwd)
+    return root
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(code: int, err: str, text: str) -> None:
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and text in err, err
+
+
+# -- folders that hold the user's files ---------------------------------------------------
+
+
+def test_preprocess_into_the_folder_of_its_input_deletes_nothing(project, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    csv = raw / "flowers.csv"
+    csv.write_bytes((project / "digits.csv").read_bytes())
+    (raw / "notes.txt").write_text("mine\n")
+    code, _, err = run(capsys, "preprocess", csv, raw)
+    one_line(code, err, f"{raw}: holds 'flowers.csv', which this command did not write")
+    assert sorted(p.name for p in raw.iterdir()) == ["flowers.csv", "notes.txt"]
+    assert csv.read_bytes() == (project / "digits.csv").read_bytes()
+
+
+def test_preprocess_into_the_working_folder_or_above_is_refused(project, monkeypatch, capsys):
+    monkeypatch.chdir(project / "prepared")
+    for target in (".", ".."):
+        code, _, err = run(capsys, "preprocess", project / "digits.csv", target)
+        one_line(code, err, f"{target}: is the working folder or holds it")
+    assert (project / "prepared" / "train.npz").exists()
+
+
+def test_preprocess_replaces_its_own_previous_output(project, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    assert run(capsys, "preprocess", project / "digits.csv", out)[0] == 0
+    (out / "source.json").unlink()  # an older layout without it: still ours
+    assert run(capsys, "preprocess", project / "digits.csv", out)[0] == 0
+    assert (out / "source.json").exists()
+
+
+def test_a_file_target_that_is_a_folder_or_goes_through_a_file_is_one_line(
+    project, tmp_path, capsys
+):
+    (tmp_path / "afile").write_text("x\n")
+    code, _, err = run(capsys, "digits", tmp_path)
+    one_line(code, err, f"{tmp_path}: is a folder; give a file name")
+    code, _, err = run(capsys, "digits", tmp_path / "afile" / "x.csv")
+    one_line(code, err, "a part of the path is a file, not a folder")
+    cases = [
+        (tmp_path, "is a folder; give a file name, such as"),
+        (tmp_path / "afile" / "p.csv", "afile is a file, not a folder"),
+    ]
+    for target, text in cases:
+        code, out, err = run(capsys, "predict", project / "model", project / "digits.csv",
+                             "-o", target)  # fmt: skip
+        one_line(code, err, text)
+        assert out == ""
+
+
+def test_predict_creates_a_missing_folder_for_its_output(project, tmp_path, capsys):
+    target = tmp_path / "new" / "deeper" / "p.csv"
+    assert run(capsys, "predict", project / "model", project / "digits.csv", "-o", target)[0] == 0
+    assert len(target.read_text().splitlines()) == 1798
+
+
+# -- streams: written in place ------------------------------------------------------------
+
+
+def test_devices_and_the_standard_streams_count_as_streams_without_writing_them():
+    assert is_stream("/dev/null") and is_stream("/dev/stdout")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_predict_into_a_fifo_feeds_its_reader_and_leaves_the_fifo(project, tmp_path, capsys):
+    fifo = tmp_path / "rows"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, out, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o", fifo)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # not replaced by a regular file
+    assert received and len(received[0].decode().splitlines()) == 1798
+    assert "predicted 1797 rows" in err and out == ""  # the summary never joins the rows
+
+
+def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
+    read_end, write_end = os.pipe()
+    received = []
+
+    def read() -> None:
+        with os.fdopen(read_end, "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        code, _, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o",
+                           f"/dev/fd/{write_end}")  # fmt: skip
+    finally:
+        os.close(write_end)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert received[0].startswith(b"label,proba_0") and received[0].count(b"\n") == 1798
+
+
+def test_a_bad_row_after_rows_went_to_stdout_says_they_are_incomplete(project, tmp_path, capsys):
+    lines = (project / "digits.csv").read_text().splitlines()
+    cells = lines[1501].split(",")
+    cells[11] = "dark"
+    lines[1501] = ",".join(cells)
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    code, out, err = run(capsys, "predict", project / "model", tmp_path / "bad.csv",
+                         "--chunk-rows", "500")  # fmt: skip
+    one_line(code, err, "column 'pixel10', row 1501")
+    written = len(out.splitlines()) - 1  # the reader may have found it a chunk ahead
+    assert 0 < written < 1501
+    assert f"the {written} rows written to standard output before it are incomplete" in err
+    assert "-o FILE writes all rows or none" in err
+    code, _, err = run(capsys, "predict", project / "model", tmp_path / "bad.csv",
+                       "--chunk-rows", "500", "-o", tmp_path / "p.csv")  # fmt: skip
+    one_line(code, err, "column 'pixel10', row 1501")
+    assert "incomplete" not in err and not (tmp_path / "p.csv").exists()
+
+
+# -- a full disk --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", no_space)
+
+
+def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, disk_full):
+    target = tmp_path / "metrics.json"
+    target.write_text("previous\n")
+    expected = "metrics.json: no space left on the device; the previous metrics.json .if any. is"
+    with pytest.raises(OutputError, match=expected):
+        atomic_write_bytes(target, b"new\n")
+    assert target.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_full_disk_keeps_the_previous_folder(tmp_path, disk_full):
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"old")
+    with pytest.raises(OutputError, match="figures: no space left on the device"):
+        atomic_write_dir(folder, {"a.png": b"new"})
+    assert (folder / "a.png").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
+
+
+@pytest.mark.parametrize("command", ["preprocess", "predict", "train"])
+def test_a_full_disk_is_one_line_through_each_command(
+    project, tmp_path, monkeypatch, capsys, disk_full, command
+):
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    args = {
+        "preprocess": ["preprocess", "digits.csv", tmp_path / "prepared"],
+        "predict": ["predict", "model", "digits.csv", "-o", tmp_path / "p.csv"],
+        "train": ["train", "prepared", tmp_path / "model", tmp_path / "reports"],  # checkpoint
+    }[command]
+    code, _, err = run(capsys, *args)
+    one_line(code, err, "no space left on the device")
+    assert "Traceback" not in err
+    left = [p for p in tmp_path.rglob("*") if not p.name.startswith("m.db") and p.is_file()]
+    assert left == [], left
+
+
+def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
+    def broken(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(files.os, "fsync", broken)
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(tmp_path / "x", b"1")
+    assert not isinstance(err.value, OutputError) and err.value.errno == errno.EIO
+    assert np.array_equal(sorted(Path(tmp_path).iterdir()), [])
