@@ -1,5 +1,6 @@
-"""Where outputs go: nothing of the user's is replaced, streams are written in place, and a
-full disk or a folder given for a file is one line that leaves the previous output as it was.
+"""Where outputs go and what inputs can be: nothing of the user's is replaced, streams are
+written in place (and read once), and a full disk or a folder given for a file is one line
+that leaves the previous output as it was.
 
 Everything runs in this process through ``backprop.app.cli.main`` on a small model.
 """
@@ -227,3 +228,54 @@ def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
         atomic_write_bytes(tmp_path / "x", b"1")
     assert not isinstance(err.value, OutputError) and err.value.errno == errno.EIO
     assert np.array_equal(sorted(Path(tmp_path).iterdir()), [])
+
+
+# -- inputs that can be read only once ----------------------------------------------------
+
+
+def _feed(path_or_fd, data: bytes) -> threading.Thread:
+    def write() -> None:
+        if isinstance(path_or_fd, int):
+            with os.fdopen(path_or_fd, "wb") as f:
+                f.write(data)
+        else:
+            Path(path_or_fd).write_bytes(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    return writer
+
+
+def test_preprocess_reads_a_pipe_once(project, tmp_path, capsys):
+    import hashlib
+    import json
+
+    data = (project / "digits.csv").read_bytes()
+    read_end, write_end = os.pipe()
+    writer = _feed(write_end, data)
+    try:
+        code, out, err = run(capsys, "preprocess", f"/dev/fd/{read_end}", tmp_path / "prepared")
+    finally:
+        writer.join(timeout=60)
+        os.close(read_end)
+    assert code == 0, err
+    source = json.loads((tmp_path / "prepared" / "source.json").read_text())
+    assert source["path"] == f"/dev/fd/{read_end}" and source["rows"] == 1797
+    assert source["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_predict_reads_a_named_pipe_once_and_names_it_in_errors(project, tmp_path, capsys):
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    writer = _feed(fifo, (project / "digits.csv").read_bytes())
+    code, _, err = run(capsys, "predict", project / "model", fifo, "-o", tmp_path / "p.csv")
+    writer.join(timeout=60)
+    assert code == 0, err
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1798
+    lines = (project / "digits.csv").read_text().splitlines()
+    lines[3] = "x" + lines[3][1:]  # a label the model does not know: fine; then a bad pixel
+    lines[5] = lines[5].split(",", 1)[0] + ",dark," + lines[5].split(",", 2)[2]
+    writer = _feed(fifo, ("\n".join(lines) + "\n").encode())
+    code, _, err = run(capsys, "predict", project / "model", fifo, "-o", tmp_path / "q.csv")
+    writer.join(timeout=60)
+    one_line(code, err, f"{fifo}: column 'pixel0', row 5 (line 6): 'dark' is not a number")

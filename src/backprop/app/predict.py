@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from backprop.app.command import Command
 from backprop.errors import DataError, UserError
-from backprop.pipeline.files import atomic_file, check_output_file, is_stream
+from backprop.pipeline.files import atomic_file, check_output_file, is_stream, readable_file
 from backprop.pipeline.predictor import Predictor
 from backprop.tables.labels import label_indices
 from backprop.tables.reader import read_feature_chunks
@@ -210,8 +210,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.output}: the output would overwrite the input; pick another -o")
     if args.output is not None:
         check_output_file(args.output)
-    with model_folder(args.model) as folder:
-        summary = predict_csv(folder, args.input, args.output, args.chunk_rows)
+    with model_folder(args.model) as folder, readable_file(args.input) as rows:
+        summary = predict_csv(folder, rows, args.output, args.chunk_rows)
     where = f" -> {args.output}" if args.output else ""
     line = f"predicted {summary.rows} rows{where}"
     if summary.accuracy is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from backprop.errors import ModelFileError, OutputError
+from backprop.errors import ConfigError, ModelFileError, OutputError, UserError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry dates keep the archive reproducible
 
@@ -45,6 +45,30 @@ def is_stream(path: str | os.PathLike) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def readable_file(path: str | os.PathLike) -> Iterator[Path]:
+    """``path`` as a file that can be read more than once.
+
+    A regular file is itself.  A stream (``<(zcat x.csv.gz)``, a named pipe) can be read
+    only once, and reading a CSV takes several passes (the header, the rows, a bad
+    row's line): it is copied once into a temporary file, and errors name ``path``.
+    """
+    path = Path(path)
+    if not is_stream(path) or not path.exists():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="backprop-input-") as tmp:
+        copy = Path(tmp) / "input.csv"
+        with writing(copy, "input"), open(path, "rb") as source, open(copy, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        try:
+            yield copy
+        except UserError as err:
+            if isinstance(err, ConfigError) or str(copy) not in str(err):
+                raise
+            raise type(err)(str(err).replace(str(copy), str(path))) from None
 
 
 def check_output_file(path: str | os.PathLike) -> Path:

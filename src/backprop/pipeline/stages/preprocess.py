@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backprop.errors import DataError
-from backprop.pipeline.files import check_output_folder, file_digest
+from backprop.pipeline.files import check_output_folder, file_digest, readable_file
 from backprop.pipeline.prepared import PREPARED_FILES, SPLITS, Prepared, write_prepared
 from backprop.pipeline.runlog import NO_LOG, RunLog
 from backprop.tables.config import PreprocessConfig
@@ -84,10 +84,12 @@ def preprocess(
     """The stage: read, split and scale ``csv``, then replace the folder ``prepared``."""
     check_output_folder(prepared, PREPARED_FILES, "prepared splits")  # before the work
     data = settings.data
-    result = prepare(csv, settings.preprocess, data.label_column, data.drop_missing)
+    with readable_file(csv) as local:  # a pipe is read once, into a temporary file
+        result = prepare(local, settings.preprocess, data.label_column, data.drop_missing)
+        digest = file_digest(local)
     source = {
         "path": Path(csv).as_posix(),
-        "sha256": file_digest(csv),
+        "sha256": digest,
         "rows": sum(len(y) for y in result.y.values()),
     }
     write_prepared(dataclasses.replace(result, source=source), prepared)
