@@ -198,3 +198,11 @@ def test_printing_the_config_checks_it_too_and_a_glob_sweep_is_left_to_hydra(pro
     swept = sh(project, "backprop-experiment", "--multirun", "train.epochs=1",
                "model=glob(s*)")  # fmt: skip
     assert swept.stdout.count("job ") == 2  # seed, squared_error
+
+
+def test_zero_parallel_jobs_is_refused_before_the_parent_run(conf_copy, capsys, monkeypatch):
+    argv = ["backprop-experiment", "--multirun", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=0", "optim.lr=1,0.5"]  # fmt: skip
+    result = in_process(capsys, experiment_main, argv, monkeypatch)
+    one_line_naming(result, "hydra.launcher.n_jobs must be a number of parallel jobs >= 1")
+    assert not (conf_copy / "mlflow.db").exists()

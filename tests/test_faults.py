@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import signal
@@ -228,8 +229,12 @@ def test_a_tracking_server_that_goes_away_mid_run_loses_logging_not_the_model(pr
                 break
             assert process.poll() is None, process.communicate()
             time.sleep(0.1)
+        # The job waits, stopped, until the server is confirmed gone: however busy the
+        # machine, it cannot finish its 300 epochs first.
+        os.kill(process.pid, signal.SIGSTOP)
     finally:
         service.__exit__(None, None, None)  # the server goes away while the job trains
+        os.kill(process.pid, signal.SIGCONT)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     model = job_dir(out) / "model"
@@ -258,3 +263,37 @@ def test_sigterm_in_a_sweep_leaves_no_run_running(project):
     assert [job.info.status for job in jobs] == ["KILLED"]  # the first job, stopped
     for path in (project / "outputs/checkpoints").glob("*.npz"):
         path.unlink()  # not to be resumed by another test
+
+
+def test_a_sweep_whose_tracking_server_dies_exits_1_in_one_line_per_job(project, tmp_path):
+    import mlflow
+
+    args = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "artifacts")]  # fmt: skip
+    service = mlflow_service(args, "/health", tmp_path / "server.log")
+    url = service.__enter__()
+    try:
+        process = start(project, "backprop-experiment", "--multirun", "train.epochs=100",
+                        "train.patience=null", "optim.lr=1,0.5,0.3", MLFLOW_TRACKING_URI=url,
+                        BACKPROP_TRACKING_TIMEOUT="3")  # fmt: skip
+        client = mlflow.MlflowClient(tracking_uri=url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the first job's run, nested under the parent
+            experiment = client.get_experiment_by_name("backprop")
+            if experiment and client.search_runs(
+                [experiment.experiment_id], "tags.mlflow.parentRunId != ''"
+            ):
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGSTOP)  # held until the server is confirmed gone
+    finally:
+        service.__exit__(None, None, None)
+        os.kill(process.pid, signal.SIGCONT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "MlflowException" not in err
+    for job in (1, 2):  # each job after the server went: the same one line
+        assert f"job {job} failed: the MLflow tracking server {url} does not answer" in err
+    assert "the sweep's summary could not be logged" in err
+    assert "job 0: " in out  # the job it went under finished, its model written

@@ -182,6 +182,9 @@ def check_overrides(argv: list[str], conf: Path) -> None:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     plain, choices = [], []
     for o in parsed:
+        if o.get_key_element() == "hydra.launcher.n_jobs" and o.value() == 0:
+            raise ConfigError("hydra.launcher.n_jobs must be a number of parallel jobs >= 1 "
+                              "(or -1: one per core), got 0")  # fmt: skip
         if o.is_hydra_override():
             continue
         _check_group_choice(o, conf)

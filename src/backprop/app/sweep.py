@@ -12,10 +12,12 @@ any job failed, naming them.
 
 from __future__ import annotations
 
+import atexit
 import io
 import math
 import os
 import sys
+import traceback
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -50,16 +52,38 @@ class SweepTracker(Callback):
         )
         self.parent_run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        # A launcher that fails after this point never reaches on_multirun_end.
+        atexit.register(self._abandoned)
+
+    def _abandoned(self) -> None:
+        """At exit, a parent run still RUNNING ended with its sweep: FAILED."""
+        if self.parent_run_id is None or self.store is None:
+            return
+        try:
+            if self.store.client.get_run(self.parent_run_id).info.status == "RUNNING":
+                self.store.client.set_terminated(self.parent_run_id, "FAILED")
+        except Exception as err:
+            if unreachable(err) is None:
+                raise
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if self.parent_run_id is None or self.store is None:
             return
         os.environ.pop(PARENT_RUN_ENV, None)
-        failed, best = summarise(self.store, self.parent_run_id, config.experiment_name)
-        name = config.get("registered_model_name")
-        if name and best is not None:
-            version = self.store.register_model(best, name)
-            print(f"registered the best job's model (run {best}) as models:/{name}/{version}")
+        try:
+            failed, best = summarise(self.store, self.parent_run_id, config.experiment_name)
+            name = config.get("registered_model_name")
+            if name and best is not None:
+                version = self.store.register_model(best, name)
+                print(f"registered the best job's model (run {best}) as models:/{name}/{version}")
+        except Exception as err:  # Hydra would log it and exit 0
+            reason = unreachable(err) or (str(err) if isinstance(err, TrackingError) else None)
+            if reason is None:  # a bug: its traceback, and a failed sweep all the same
+                traceback.print_exc()
+                sys.exit(1)
+            print(f"backprop-experiment: error: the sweep's summary could not be logged to "
+                  f"{self.store.shown}: {reason}", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
         if failed:
             names = ", ".join(failed)
             print(f"backprop-experiment: {len(failed)} job(s) failed: {names}", file=sys.stderr)
