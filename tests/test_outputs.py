@@ -279,3 +279,11 @@ def test_predict_reads_a_named_pipe_once_and_names_it_in_errors(project, tmp_pat
     code, _, err = run(capsys, "predict", project / "model", fifo, "-o", tmp_path / "q.csv")
     writer.join(timeout=60)
     one_line(code, err, f"{fifo}: column 'pixel0', row 5 (line 6): 'dark' is not a number")
+
+
+def test_a_csv_with_a_header_and_no_rows_is_nothing_to_predict(project, tmp_path, capsys):
+    header = (project / "digits.csv").read_text().splitlines()[0]
+    (tmp_path / "empty.csv").write_text(header + "\n")
+    code, out, err = run(capsys, "predict", project / "model", tmp_path / "empty.csv")
+    one_line(code, err, f"{tmp_path / 'empty.csv'}: has a header but no rows; nothing to predict")
+    assert out == ""

@@ -81,6 +81,8 @@ def predict_csv(
     classes = predictor.classes
     chunks = read_feature_chunks(path, predictor.feature_names, predictor.label_column, chunk_rows)
     first = next(chunks, None)  # the header is checked before anything is written
+    if first is None:
+        raise DataError(f"{input_path}: has a header but no rows; nothing to predict")
     summary = Summary(rows=0, labelled=first is not None and first.labels is not None)
     bar = _progress(path, progress and output is not None)
     label_values = np.asarray(classes)  # int64 or str: the labels as the CSV had them

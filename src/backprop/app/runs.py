@@ -37,9 +37,10 @@ def run_table(
         )
     store.check_server()
     client = store.client
-    if client.get_experiment_by_name(experiment_name) is None:
+    experiment = client.get_experiment_by_name(experiment_name)  # read only: no lock
+    if experiment is None:
         raise TrackingError(f"no MLflow experiment named {experiment_name!r} in {store.shown}")
-    experiment_id = store.experiment_id(experiment_name)
+    experiment_id = experiment.experiment_id
     if sweep == "latest":
         parents = client.search_runs(
             [experiment_id], "tags.sweep = 'parent'", order_by=["attributes.start_time DESC"],

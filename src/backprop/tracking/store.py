@@ -121,9 +121,34 @@ class Store:
         self.check_uri()
         return mlflow().MlflowClient(self.uri)
 
+    @staticmethod
+    def _check_sqlite_file(path: Path) -> None:
+        """A tracking database that is a folder, not SQLite or damaged: one line naming it.
+        It is never written to or replaced: its runs may be recoverable."""
+        import sqlite3
+
+        what = None
+        if path.is_dir():
+            what = "is a folder, not an SQLite database"
+        elif path.is_file():
+            try:
+                with contextlib.closing(
+                    sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                ) as db:  # read only: no journal, no lock, nothing written
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as err:
+                what = f"is not a readable SQLite database ({err})"
+        if what:
+            raise TrackingError(
+                f"{path}: the MLflow tracking database {what}; move it aside (its runs may "
+                "be recoverable) to start a new one, or set MLFLOW_TRACKING_URI to another store"
+            )
+
     def check_uri(self) -> None:
         """A URI MLflow cannot track into is one line, not MLflow's traceback."""
         scheme = self.uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in self.uri else ""
+        if scheme == "sqlite":
+            self._check_sqlite_file(Path(self.uri.removeprefix("sqlite:///")))
         if scheme not in TRACKING_SCHEMES:
             raise TrackingError(
                 f"MLFLOW_TRACKING_URI={self.shown} is not a tracking store MLflow can use; "
