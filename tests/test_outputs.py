@@ -287,3 +287,24 @@ def test_a_csv_with_a_header_and_no_rows_is_nothing_to_predict(project, tmp_path
     code, out, err = run(capsys, "predict", project / "model", tmp_path / "empty.csv")
     one_line(code, err, f"{tmp_path / 'empty.csv'}: has a header but no rows; nothing to predict")
     assert out == ""
+
+
+def test_rows_without_a_label_are_predicted_but_not_scored(project, tmp_path, capsys):
+    lines = (project / "digits.csv").read_text().splitlines()
+    rows = [line if i % 2 else "," + line.split(",", 1)[1] for i, line in enumerate(lines[1:101])]
+    (tmp_path / "half.csv").write_text("\n".join([lines[0], *rows]) + "\n")
+    code, out, _ = run(capsys, "predict", project / "model", tmp_path / "half.csv",
+                       "-o", tmp_path / "p.csv")  # fmt: skip
+    assert code == 0
+    predicted = [r.split(",")[0] for r in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    truth = [r.split(",")[0] for r in rows]
+    right = sum(p == t for p, t in zip(predicted, truth) if t)
+    assert len(predicted) == 100
+    assert f"accuracy {right / 50:.4f} ({right} of 50 right)" in out
+    assert "50 rows without a label were not scored" in out
+    assert "the model was not trained on" not in out
+    (tmp_path / "none.csv").write_text("\n".join([lines[0], *rows[::2]]) + "\n")
+    code, out, _ = run(capsys, "predict", project / "model", tmp_path / "none.csv",
+                       "-o", tmp_path / "q.csv")  # fmt: skip
+    assert "none of the 50 rows has a label, so none was scored" in out
+    assert "accuracy" not in out

@@ -44,10 +44,15 @@ class Summary:
     labelled: bool
     correct: int = 0
     unknown_labels: int = 0  # rows whose label is not one of the model's classes
+    unlabelled: int = 0  # rows whose label cell is empty: predicted, not scored
+
+    @property
+    def scored(self) -> int:
+        return self.rows - self.unlabelled
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.rows if self.labelled and self.rows else None
+        return self.correct / self.scored if self.labelled and self.scored else None
 
 
 def is_model_uri(model: str) -> bool:
@@ -96,8 +101,10 @@ def predict_csv(
                 writer.write_table(_table(schema, label_values[predicted], proba))
                 if chunk.labels is not None:
                     truth = label_indices(chunk.labels, classes)
+                    empty = np.char.strip(chunk.labels.astype(str)) == ""
                     summary.correct += int((truth == predicted).sum())
-                    summary.unknown_labels += int((truth < 0).sum())
+                    summary.unknown_labels += int(((truth < 0) & ~empty).sum())
+                    summary.unlabelled += int(empty.sum())
                 summary.rows += len(chunk.X)
                 bar.update(chunk.bytes_read)
         finally:
@@ -216,8 +223,12 @@ def _run(args: argparse.Namespace) -> int:
         summary = predict_csv(folder, rows, args.output, args.chunk_rows)
     where = f" -> {args.output}" if args.output else ""
     line = f"predicted {summary.rows} rows{where}"
+    if summary.labelled and summary.rows and not summary.scored:
+        line += f"; none of the {summary.rows} rows has a label, so none was scored"
     if summary.accuracy is not None:
-        line += f"; accuracy {summary.accuracy:.4f} ({summary.correct} of {summary.rows} right)"
+        line += f"; accuracy {summary.accuracy:.4f} ({summary.correct} of {summary.scored} right)"
+        if summary.unlabelled:
+            line += f"; {summary.unlabelled} rows without a label were not scored"
         if summary.unknown_labels:
             line += f"; {summary.unknown_labels} rows have a label the model was not trained on"
     # the summary never mixes with rows that go to a stream (-o /dev/stdout, a pipe)
