@@ -62,3 +62,62 @@ def test_listing_runs_takes_no_lock_and_writes_nothing(project, capsys, monkeypa
     assert main(["runs"]) == 0
     assert "one" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in project.iterdir()} == before
+
+
+@pytest.fixture
+def answering_server():
+    """A server on 127.0.0.1 whose /health says OK and whose API answers ``mode``."""
+    import http.server
+    import threading
+
+    servers = []
+
+    def start(mode: str) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                if self.path.startswith("/health"):
+                    status, body = 200, b"OK"
+                elif mode == "500":
+                    status, body = 500, b"Internal Server Error: database is down"
+                else:
+                    status, body = 200, b"<html>a proxy's page</html>"
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "mode, reason",
+    [("500", "HTTP 5xx: its database may be down"), ("html", "not JSON but '<html>a proxy")],
+)
+def test_a_server_that_answers_but_not_as_mlflow_is_one_line(
+    project, capsys, monkeypatch, answering_server, mode, reason
+):
+    url = answering_server(mode)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
+
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"backprop runs: error: the MLflow tracking server {url} answers, but")
+    assert reason in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(Exception, match="answers, but not as MLflow does") as raised:
+        Tracker.open(Store(project), "backprop")  # what every run opens with
+    assert type(raised.value).__name__ == "TrackingError"

@@ -37,7 +37,8 @@ def run_table(
         )
     store.check_server()
     client = store.client
-    experiment = client.get_experiment_by_name(experiment_name)  # read only: no lock
+    with store.answering():
+        experiment = client.get_experiment_by_name(experiment_name)  # read only: no lock
     if experiment is None:
         raise TrackingError(f"no MLflow experiment named {experiment_name!r} in {store.shown}")
     experiment_id = experiment.experiment_id

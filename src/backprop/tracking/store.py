@@ -194,6 +194,28 @@ class Store:
             "track into ./mlflow.db"
         )
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """A server that answers its health check but not its API (its database down, a
+        proxy's error page): one TrackingError line instead of MLflow's traceback."""
+        try:
+            yield
+        except Exception as err:
+            if not self.is_server or type(err).__name__ != "MlflowException":
+                raise
+            text = str(err)
+            if "500 error responses" in text or "error code 5" in text:
+                reason = "HTTP 5xx: its database may be down; see the server's log"
+            elif "not in a valid JSON format" in text:
+                body = text.split("Response body: ", 1)[-1][:60]
+                reason = f"not JSON but {body}...: is it an MLflow server?"
+            else:
+                raise
+            raise TrackingError(
+                f"the MLflow tracking server {self.shown} answers, but not as MLflow does "
+                f"({reason}); fix it, or unset MLFLOW_TRACKING_URI to track into ./mlflow.db"
+            ) from None
+
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if needed.
 
@@ -207,7 +229,8 @@ class Store:
         self.check_uri()
         self.check_server()
         if self.is_server:  # a tracking server keeps its own artifact store
-            experiment_id = self._experiment_id(name, None)
+            with self.answering():
+                experiment_id = self._experiment_id(name, None)
         elif self.uri.startswith("sqlite:///"):
             with exclusive_lock(self.uri.removeprefix("sqlite:///") + ".lock"):
                 experiment_id = self._experiment_id(name, self.root / "mlartifacts")
