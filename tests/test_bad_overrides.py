@@ -206,3 +206,22 @@ def test_zero_parallel_jobs_is_refused_before_the_parent_run(conf_copy, capsys, 
     result = in_process(capsys, experiment_main, argv, monkeypatch)
     one_line_naming(result, "hydra.launcher.n_jobs must be a number of parallel jobs >= 1")
     assert not (conf_copy / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "appended, message",
+    [
+        ("\tmomentum: 0.9\n", "conf/optim/sgd.yaml, line 9, column 1: a tab, which YAML does"),
+        ("lr: 0.5\n", "conf/optim/sgd.yaml, line 9, column 1: found duplicate key lr"),
+    ],
+)
+def test_a_conf_file_that_is_not_yaml_is_named_with_its_line(
+    conf_copy, capsys, monkeypatch, appended, message
+):
+    sgd = conf_copy / "conf/optim/sgd.yaml"
+    assert len(sgd.read_text().splitlines()) == 8
+    sgd.write_text(sgd.read_text() + appended)
+    for main, argv in [(cli_main, ["backprop", "params", "--output", "p.yaml"]),
+                       (experiment_main, ["backprop-experiment", "train.epochs=1"])]:  # fmt: skip
+        result = in_process(capsys, main, argv, monkeypatch)
+        one_line_naming(result, message)

@@ -115,6 +115,7 @@ def test_cli_reads_params_yaml_or_the_named_file_or_defaults(digits_csv, tmp_pat
         ),
         ("preprocess: [1, 2\n", "p.yaml: not valid YAML at line"),
         ("preprocess: fast\n", "p.yaml: preprocess must be a mapping of its settings"),
+        ("preprocess:\n\tseed: 3\n", "p.yaml: not valid YAML at line 2, column 1: a tab, which"),
         ("optim: [1, 2]\n", "p.yaml: optim must be a mapping of its settings"),
     ],
 )

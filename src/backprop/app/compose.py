@@ -15,6 +15,8 @@ Hydra app imports it directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import yaml
 from backprop.app.command import Command
 from backprop.errors import ConfigError
 from backprop.pipeline.project import conf_dir as project_conf_dir
-from backprop.pipeline.settings import Settings, conf_digest
+from backprop.pipeline.settings import Settings, conf_digest, yaml_problem
 
 COMPOSED = "the composed config"
 
@@ -122,6 +124,13 @@ def describe_config_error(err: BaseException) -> str:
     while err is not None and len(chain) < 10:
         chain.append(err)
         err = err.__cause__ or err.__context__
+    for e in chain:  # a conf file that is not YAML: its file and line
+        mark = getattr(e, "problem_mark", None)
+        if isinstance(e, yaml.YAMLError) and mark is not None:
+            name = mark.name
+            with contextlib.suppress(ValueError):
+                name = os.path.relpath(name) if os.path.isabs(name) else name
+            return f"{name}, line {mark.line + 1}, column {mark.column + 1}: {yaml_problem(e)}"
     for e in chain:  # our own check, raised inside the conf_digest resolver
         if "raised while resolving interpolation: " in str(e):
             return str(e).split("raised while resolving interpolation: ", 1)[1].splitlines()[0]

@@ -125,6 +125,15 @@ class Settings:
         return params
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong, in words a user acts on (PyYAML's "found character '\\t' that cannot
+    start any token" is a tab used to indent)."""
+    problem = str(getattr(err, "problem", None) or err).strip()
+    if "'\\t'" in problem:
+        return "a tab, which YAML does not allow for indenting; indent with spaces"
+    return problem
+
+
 def read_params(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping in a YAML params file (safe loader)."""
     path = Path(path)
@@ -138,8 +147,8 @@ def read_params(path: str | os.PathLike) -> dict[str, Any]:
         params = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"not valid YAML{where}", source=str(path)) from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}: {yaml_problem(err)}", source=str(path)) from None
     if params is None:
         return {}
     if not isinstance(params, dict):
