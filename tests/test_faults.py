@@ -261,8 +261,20 @@ def test_sigterm_in_a_sweep_leaves_no_run_running(project):
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert [job.info.status for job in jobs] == ["KILLED"]  # the first job, stopped
-    for path in (project / "outputs/checkpoints").glob("*.npz"):
-        path.unlink()  # not to be resumed by another test
+
+    # The same sweep again with train.resume=true is one sweep: the stopped job goes on in
+    # its run, which moves under the new parent, and the summary counts every job.
+    sh(project, "backprop-experiment", "--multirun", *LONG, "optim.lr=1.0,0.5",
+       "train.resume=true")  # fmt: skip
+    resumed = client.search_runs([experiment.experiment_id], "tags.sweep = 'parent'",
+                                 order_by=["attributes.start_time DESC"])[0]  # fmt: skip
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{resumed.info.run_id}'"
+    )
+    assert jobs[0].info.run_id in {c.info.run_id for c in children}
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
+    assert resumed.info.status == "FINISHED" and resumed.data.metrics["jobs"] == 2
+    assert not list((project / "outputs/checkpoints").glob("*.npz"))  # both finished
 
 
 def test_a_sweep_whose_tracking_server_dies_exits_1_in_one_line_per_job(project, tmp_path):

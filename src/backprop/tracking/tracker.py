@@ -94,6 +94,8 @@ class Tracker:
                 # an interrupted run going on: it is not failing now
                 if "error" in client.get_run(resume_run_id).data.tags:
                     client.delete_tag(resume_run_id, "error")
+                if parent_run_id is not None:  # a resumed sweep is one sweep: it moves along
+                    client.set_tag(resume_run_id, "mlflow.parentRunId", parent_run_id)
                 return cls(store, resume_run_id, resumed=True, **options)
             tags = dict(tags or {})
             if parent_run_id is not None:
