@@ -45,6 +45,8 @@ def test_label_first_by_default_or_named_anywhere(tmp_path):
         (["0.5", "1.5", "0.5"], [0.5, 1.5], [0, 1, 0]),
         (["setosa", "virginica", "setosa", "NA"], ["NA", "setosa", "virginica"], [1, 2, 1, 0]),
         (["10", "9", "x"], ["10", "9", "x"], [0, 1, 2]),
+        (["02139", "10001", "0", "02139"], ["0", "02139", "10001"], [1, 2, 0, 1]),  # codes
+        (["0.25", "0", "-0.5"], [-0.5, 0.0, 0.25], [2, 1, 0]),  # no leading zero here
     ],
 )
 def test_labels_are_encoded_against_the_sorted_classes(labels, classes, indices):

@@ -308,3 +308,24 @@ def test_rows_without_a_label_are_predicted_but_not_scored(project, tmp_path, ca
                        "-o", tmp_path / "q.csv")  # fmt: skip
     assert "none of the 50 rows has a label, so none was scored" in out
     assert "accuracy" not in out
+
+
+def test_labels_written_with_a_leading_zero_come_back_as_written(tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(0)
+    codes = ["02139", "10001", "00501"]
+    rows = [f"{codes[i % 3]},{(i % 3) * 10 + rng.normal():.3f},{rng.normal():.3f}"
+            for i in range(90)]  # fmt: skip
+    (tmp_path / "zip.csv").write_text("zip,a,b\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    (tmp_path / "params.yaml").write_text("model:\n  hidden_sizes: [8]\ntrain:\n  epochs: 30\n"
+                                          "  patience: null\n  batch_size: 8\n")  # fmt: skip
+    assert run(capsys, "preprocess", "zip.csv", "prepared")[0] == 0
+    assert run(capsys, "train", "prepared", "model", "reports")[0] == 0
+    code, out, _ = run(capsys, "predict", "model", "zip.csv", "-o", "p.csv")
+    assert code == 0 and "accuracy 1.0000 (90 of 90 right)" in out
+    import csv
+
+    with open(tmp_path / "p.csv", newline="") as f:
+        predicted = [row[0] for row in csv.reader(f)]
+    assert predicted[0] == "label" and predicted[1:] == [r.split(",")[0] for r in rows]

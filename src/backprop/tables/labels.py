@@ -2,13 +2,15 @@
 
 A label column is read as text, so that nothing is lost before its kind is
 known.  Labels that all read as numbers are numbers (``"3"`` and ``"3.0"`` are
-the class 3), sorted as numbers; otherwise they are strings, sorted as
+the class 3), sorted as numbers; otherwise, or when one is written with a
+leading zero (``02139``: a code, not a quantity), they are strings, sorted as
 strings.  The sorted list of classes is stored with the model, so the same
 text maps to the same index when the model is used.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,14 @@ def label_indices(labels: np.ndarray, classes: list[Any]) -> np.ndarray:
     return np.array([lookup.get(key(v), -1) for v in values], dtype=np.int64)
 
 
+_LEADING_ZERO = re.compile(r"\s*[+-]?0\d")
+
+
 def _as_numbers(values: np.ndarray) -> np.ndarray | None:
+    """The labels as numbers, or None: some are not numbers, or are codes written with a
+    leading zero (``02139``), which must come back as written."""
+    if any(isinstance(v, str) and _LEADING_ZERO.match(v) for v in values):
+        return None
     try:
         numbers = np.array([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
