@@ -77,3 +77,18 @@ def test_scaler_round_trips_through_its_dict():
     again = MinMaxScaler.from_dict(scaler.to_dict())
     X = np.array([[0.1, 9.0]])
     assert np.array_equal(scaler.transform(X), again.transform(X))
+
+
+def test_finite_values_beyond_float32_scale_like_any_value_out_of_range():
+    """predict reads doubles; 1e39 overflows float32 but, scaled, it is just above the max."""
+    train = np.array([[0.0, 10.0, 5.0], [4.0, 20.0, 5.0]])
+    other = np.array([[1e39, -1e300, 1e39], [2.0, 1e300, 5.0]])
+    clipped = MinMaxScaler.fit(train).transform(other)  # pytest: an overflow warning fails
+    np.testing.assert_array_equal(clipped, [[1, 0, 0], [0.5, 1, 0]])
+    free = MinMaxScaler.fit(train, clip=False).transform(other, dtype="float64")
+    np.testing.assert_allclose(free, [[2.5e38, -1e299, 0], [0.5, 1e299, 0]])
+    inside = np.array([[1.2345678, 17.3, 5.0]])  # cast first, then scaled: preprocess's bits
+    scaler = MinMaxScaler.fit(train)
+    assert np.array_equal(
+        scaler.transform(inside), scaler.transform_in_place(inside.astype(np.float32))
+    )

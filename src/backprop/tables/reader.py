@@ -338,9 +338,15 @@ def _check_training_rows(
         )
     if np.isnan(X[r, j]):
         raise _not_a_number(path, name, row, line, _cell(fields, header.index(name)))
+    if np.isfinite(X[r, j]):
+        raise DataError(
+            f"{path}: column {name!r}, row {row} (line {line}): {X[r, j]:g} is beyond the "
+            f"range of the float32 features are kept in (+-{_FLOAT32_MAX:.3g}); rescale the "
+            "column, e.g. divide it by a power of ten"
+        )
     raise DataError(
         f"{path}: infinite value in column {name!r} at row {row} (line {line}); values must "
-        "be finite and within float32 range"
+        "be finite"
     )
 
 

@@ -56,8 +56,24 @@ class MinMaxScaler:
         return len(self.data_min)
 
     def transform(self, X: np.ndarray, dtype: str = "float32") -> np.ndarray:
-        """Scaled copy of X (n_samples, n_features) in ``dtype``."""
-        return self.transform_in_place(X.astype(dtype))
+        """Scaled copy of X (n_samples, n_features) in ``dtype``.
+
+        Cast first and scaled in ``dtype``, as preprocess scales, so that the same row
+        gives the same bits through both.  A finite value beyond ``dtype``'s range (1e39
+        in float32) is scaled in float64 instead: it lies outside the training range,
+        and scaled it is an ordinary number (1.0 when clipped).
+        """
+        with np.errstate(over="ignore"):
+            out = X.astype(dtype)
+        overflow = np.isinf(out) & np.isfinite(X)
+        with np.errstate(invalid="ignore", over="ignore"):  # those cells are redone below
+            self.transform_in_place(out)
+        if overflow.any():
+            i, j = np.nonzero(overflow)
+            span = self.data_max[j] - self.data_min[j]
+            value = (X[i, j] - self.data_min[j]) / np.where(span == 0, np.inf, span)
+            out[i, j] = np.clip(value, 0, 1) if self.clip else value
+        return out
 
     def transform_in_place(self, X: np.ndarray) -> np.ndarray:
         """Scale X (n_samples, n_features), a float array, in place; returns X."""
