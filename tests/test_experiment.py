@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,8 +181,6 @@ def test_a_missing_csv_is_one_line_and_a_failed_run(project):
 
 
 def _outputs_folder(stdout: str):
-    from pathlib import Path
-
     return [Path(line.split("outputs in ", 1)[1].rstrip(")")) for line in stdout.splitlines()
             if "outputs in " in line]  # fmt: skip
 
@@ -214,3 +214,37 @@ def test_runs_and_sweeps_started_together_each_own_their_folder_and_model(projec
             assert run.data.tags["weights_sha256"] == sha256(folder / "model/weights.npz")
             metrics = json.loads((folder / "reports/metrics.json").read_text())
             assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_workers_of_a_sweep_whose_launcher_is_killed_end_and_their_runs_are_killed(tmp_path):
+    root = fresh_copy(tmp_path)
+    process = subprocess.Popen(
+        ["backprop-experiment", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "train.epochs=100000", "train.patience=null", "optim.lr=1,0.5"],
+        cwd=root, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # both jobs training, in their own worker processes
+        if (root / "mlflow.db").exists():
+            client = mlflow_client(root)
+            experiment = client.get_experiment_by_name("backprop")
+            if experiment and len(client.search_runs(
+                [experiment.experiment_id], "tags.mlflow.parentRunId != ''"
+            )) == 2 and list((root / "outputs/checkpoints").glob("*.npz")):  # fmt: skip
+                break
+        assert process.poll() is None
+        time.sleep(0.2)
+    # the pool's workers and its resource trackers
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert len(children) >= 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{c}") for c in children):
+        time.sleep(0.5)
+    alive = [c for c in children if os.path.exists(f"/proc/{c}")]
+    assert alive == [], "workers outlived their launcher"
+    jobs = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")
+    assert sorted(j.info.status for j in jobs) == ["KILLED", "KILLED"]
+    assert all(j.data.tags["error"] == "interrupted (SIGTERM)" for j in jobs)

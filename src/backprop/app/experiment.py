@@ -24,7 +24,9 @@ import contextlib
 import itertools
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -71,6 +73,8 @@ def task(cfg: Any) -> float:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:
+        _exit_with_launcher()
     job_dir = Path(hc.runtime.output_dir)
     name = f"job {hc.job.num}" if multirun else "run"
     try:
@@ -125,6 +129,36 @@ def task(cfg: Any) -> float:
     if outcome.registered:
         print(f"registered the model as {outcome.registered}")
     return kept if kept is not None else math.nan
+
+
+_LAUNCHER_PID = "BACKPROP_LAUNCHER_PID"
+_watching = False  # this process watches its launcher already
+
+
+def _exit_with_launcher() -> None:
+    """In a worker process of a parallel launcher (joblib's loky, Ray): end when the
+    process that launched the sweep is gone, as after a SIGKILL, instead of training on
+    for nobody.  A daemon thread watches for it once a second; the job ends as if
+    interrupted by SIGTERM (its run KILLED, its checkpoint kept)."""
+    global _watching
+    launcher = int(os.environ.get(_LAUNCHER_PID, "0"))
+    if not launcher or launcher == os.getpid() or _watching:
+        return
+    _watching = True
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(launcher, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGTERM)  # the job's run ends KILLED
+                time.sleep(10)  # then the worker, which its pool would keep idle
+                os._exit(128 + signal.SIGTERM)
+            except PermissionError:
+                pass  # alive, another user's: not ours to tell
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _resolve(cfg: Any) -> tuple[dict[str, Any], Settings]:
@@ -273,6 +307,7 @@ def main() -> None:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.argv[1:] = own_output_folder(sys.argv[1:], conf.parent)
+    os.environ[_LAUNCHER_PID] = str(os.getpid())  # workers watch it (_exit_with_launcher)
     hydra.main(config_path=str(conf), config_name="config", version_base=None)(task)()
 
 
