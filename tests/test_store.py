@@ -121,3 +121,42 @@ def test_a_server_that_answers_but_not_as_mlflow_is_one_line(
     with pytest.raises(Exception, match="answers, but not as MLflow does") as raised:
         Tracker.open(Store(project), "backprop")  # what every run opens with
     assert type(raised.value).__name__ == "TrackingError"
+
+
+def _disk_full(*args, **kwargs):
+    import sqlalchemy.exc
+
+    raise sqlalchemy.exc.OperationalError(
+        "INSERT INTO runs ...", {}, sqlite3.OperationalError("database or disk is full")
+    )
+
+
+def test_a_full_disk_under_the_database_is_one_line_before_the_run(project, monkeypatch):
+    from backprop.errors import TrackingError
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
+
+    store = Store(project)
+    store.experiment_id("backprop")
+    before = (project / "mlflow.db").read_bytes()
+    monkeypatch.setattr(store.client, "create_run", _disk_full)
+    with pytest.raises(TrackingError, match=r"the MLflow tracking database sqlite:///.*mlflow.db "
+                                            r"cannot be written \(the disk is full\)"):  # fmt: skip
+        Tracker.open(store, "backprop")
+    assert (project / "mlflow.db").read_bytes() == before
+
+
+def test_a_disk_that_fills_up_mid_run_loses_logging_not_the_run(project, monkeypatch, capsys):
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
+
+    store = Store(project)
+    with Tracker.open(store, "backprop") as tracker:
+        monkeypatch.setattr(store.client, "log_batch", _disk_full)
+        monkeypatch.setattr(store.client, "set_terminated", _disk_full)
+        assert tracker._guarded("the model", store.client.log_batch, tracker.run_id) is None
+        assert tracker.offline == "the disk is full"
+    err = capsys.readouterr().err
+    assert err.startswith(f"backprop: warning: the MLflow tracking store {store.shown} could not "
+                          "be written (the disk is full); not logged to run")  # fmt: skip
+    assert "the model" in err and len(err.strip().splitlines()) == 1

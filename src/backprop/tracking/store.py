@@ -96,6 +96,39 @@ def first_line(text: str | None) -> str:
     return text.splitlines()[0] if text else "unknown error"
 
 
+def unwritable(err: BaseException) -> str | None:
+    """Why ``err`` means the tracking database cannot be written (a full disk, a read-only
+    file), or None if it means something else.  MLflow and SQLAlchemy wrap SQLite's error;
+    its text survives in the chain."""
+    seen = 0
+    while err is not None and seen < 10:
+        text = str(err)
+        for found, reason in (
+            ("database or disk is full", "the disk is full"),
+            ("disk I/O error", "a disk I/O error"),
+            ("attempt to write a readonly database", "it is read-only"),
+        ):
+            if found in text:
+                return reason
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+@contextlib.contextmanager
+def database_written(store: Store) -> Iterator[None]:
+    """A write the run cannot start without: a database that cannot take it is one line."""
+    try:
+        yield
+    except Exception as err:
+        reason = unwritable(err)
+        if reason is None:
+            raise
+        raise TrackingError(
+            f"the MLflow tracking database {store.shown} cannot be written ({reason}); free "
+            "some space (or make it writable) and run again: nothing was changed in it"
+        ) from None
+
+
 # What MLflow's tracking stores accept (postgresql+psycopg2:// counts as postgresql).
 TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file"}
 
@@ -232,7 +265,8 @@ class Store:
             with self.answering():
                 experiment_id = self._experiment_id(name, None)
         elif self.uri.startswith("sqlite:///"):
-            with exclusive_lock(self.uri.removeprefix("sqlite:///") + ".lock"):
+            lock = exclusive_lock(self.uri.removeprefix("sqlite:///") + ".lock")
+            with database_written(self), lock:
                 experiment_id = self._experiment_id(name, self.root / "mlartifacts")
         else:  # a database server migrates its own tables safely
             experiment_id = self._experiment_id(name, self.root / "mlartifacts")

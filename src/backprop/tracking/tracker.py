@@ -28,7 +28,7 @@ from backprop.pipeline.interrupt import deferred
 from backprop.pipeline.prepared import Prepared
 from backprop.pipeline.project import git_state
 from backprop.pipeline.settings import Settings
-from backprop.tracking.store import Store, mlflow, quiet
+from backprop.tracking.store import Store, database_written, mlflow, quiet, unwritable
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -88,7 +88,10 @@ class Tracker:
         """A new run (nested under ``parent_run_id``), or run ``resume_run_id`` going on."""
         experiment_id = store.experiment_id(experiment_name)
         client = store.client
-        with deferred():  # a Ctrl-C now would leave a run RUNNING that nobody ends
+        with (
+            deferred(),
+            database_written(store),
+        ):  # a Ctrl-C now would leave a run RUNNING that nobody ends
             if resume_run_id is not None:
                 client.update_run(resume_run_id, status="RUNNING")
                 # an interrupted run going on: it is not failing now
@@ -251,7 +254,7 @@ class Tracker:
         try:
             result = call(*args)
         except Exception as err:
-            reason = unreachable(err) if self.store.is_server else None
+            reason = (unreachable(err) if self.store.is_server else None) or unwritable(err)
             if reason is None:
                 raise
             self.offline = reason
@@ -268,12 +271,17 @@ class Tracker:
             first, last = min(self._lost_epochs), max(self._lost_epochs)
             lost[lost.index("per-epoch metrics")] = f"per-epoch metrics of epochs {first}-{last}"
         print(
-            f"backprop: warning: the MLflow tracking server {self.store.shown} stopped answering "
-            f"({self.offline}); not logged to run {self.run_id}: {'; '.join(lost)}. The outputs "
-            "on disk are complete; the run stays RUNNING in the server's store.",
+            f"backprop: warning: the MLflow tracking {self._failure()} ({self.offline}); not "
+            f"logged to run {self.run_id}: {'; '.join(lost)}. The outputs on disk are "
+            "complete; the run stays RUNNING in the store.",
             file=sys.stderr,
         )
         self.lost, self._lost_epochs = [], set()
+
+    def _failure(self) -> str:
+        if self.store.is_server:
+            return f"server {self.store.shown} stopped answering"
+        return f"store {self.store.shown} could not be written"
 
 
 def _param(key: str, value: str) -> Any:
