@@ -329,3 +329,13 @@ def test_labels_written_with_a_leading_zero_come_back_as_written(tmp_path, capsy
     with open(tmp_path / "p.csv", newline="") as f:
         predicted = [row[0] for row in csv.reader(f)]
     assert predicted[0] == "label" and predicted[1:] == [r.split(",")[0] for r in rows]
+
+
+def test_files_of_its_own_names_linked_in_by_a_dvc_cache_are_replaceable(project, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    assert run(capsys, "preprocess", project / "digits.csv", out)[0] == 0
+    (out / "train.npz").rename(tmp_path / "cached")
+    (out / "train.npz").symlink_to(tmp_path / "cached")  # DVC's cache.type symlink
+    assert run(capsys, "preprocess", project / "digits.csv", out)[0] == 0
+    assert not (out / "train.npz").is_symlink()
+    assert (tmp_path / "cached").exists()  # the cache's copy is left alone
