@@ -33,3 +33,20 @@ def test_a_folder_chosen_by_the_user_or_printing_the_config_creates_none(tmp_pat
     assert own_output_folder(["--cfg", "job"], tmp_path) == ["--cfg", "job"]
     assert own_output_folder(["--help"], tmp_path) == ["--help"]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_project_that_cannot_take_a_run_folder_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from backprop.app import experiment
+    from backprop.errors import OutputError
+
+    def read_only(parent, name):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(parent))
+
+    monkeypatch.setattr(experiment, "new_folder", read_only)
+    with pytest.raises(OutputError, match="the file system is read-only"):
+        own_output_folder(["optim.lr=0.1"], tmp_path)

@@ -38,6 +38,7 @@ from backprop.app.compose import COMPOSED, compose_config, describe_config_error
 from backprop.app.job import run_job
 from backprop.app.sweep import PARENT_RUN_ENV, mark_parent_killed
 from backprop.errors import ConfigError, UserError
+from backprop.pipeline.files import writing
 from backprop.pipeline.interrupt import graceful
 from backprop.pipeline.project import OUTPUTS, conf_dir, new_folder
 from backprop.pipeline.settings import Settings
@@ -286,7 +287,8 @@ def own_output_folder(argv: list[str], root: Path) -> list[str]:
     now = time.localtime()
     kind = "sweeps" if args.multirun else "runs"
     parent = root / OUTPUTS / kind / time.strftime("%Y-%m-%d", now)
-    folder = new_folder(parent, time.strftime("%H-%M-%S", now))
+    with writing(parent):  # a read-only project, a full disk: one line
+        folder = new_folder(parent, time.strftime("%H-%M-%S", now))
     quoted = str(folder).replace("'", "\\'")  # Hydra's quoted string
     return [*argv, f"{key}='{quoted}'"]
 
@@ -306,7 +308,11 @@ def main() -> None:
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         sys.exit(2)
-    sys.argv[1:] = own_output_folder(sys.argv[1:], conf.parent)
+    try:
+        sys.argv[1:] = own_output_folder(sys.argv[1:], conf.parent)
+    except UserError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        sys.exit(2)
     os.environ[_LAUNCHER_PID] = str(os.getpid())  # workers watch it (_exit_with_launcher)
     hydra.main(config_path=str(conf), config_name="config", version_base=None)(task)()
 
