@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from backprop.app import experiment
 from backprop.app.experiment import own_output_folder
+from backprop.errors import OutputError
 from backprop.pipeline.project import new_folder
 
 
@@ -36,14 +42,6 @@ def test_a_folder_chosen_by_the_user_or_printing_the_config_creates_none(tmp_pat
 
 
 def test_a_project_that_cannot_take_a_run_folder_is_one_line(tmp_path, monkeypatch):
-    import errno
-    import os
-
-    import pytest
-
-    from backprop.app import experiment
-    from backprop.errors import OutputError
-
     def read_only(parent, name):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(parent))
 
