@@ -211,30 +211,41 @@ def test_a_tracking_server_that_is_down_fails_fast_in_one_line(project):
         assert "BACKPROP_TRACKING_TIMEOUT" in result.stderr
 
 
-def test_a_tracking_server_that_goes_away_mid_run_loses_logging_not_the_model(project, tmp_path):
+def server_dies_under(
+    project: Path, tmp_path: Path, args: list[str], runs: str = "", **env: str
+) -> tuple[subprocess.Popen, str]:
+    """``args`` run against an MLflow server that stops once a run matching ``runs`` exists.
+
+    The process waits, stopped (SIGSTOP), until the server is confirmed gone: however busy
+    the machine, it cannot finish its work first.  Returns it, going on, and the URL.
+    """
     import mlflow
 
-    args = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "artifacts")]  # fmt: skip
-    service = mlflow_service(args, "/health", tmp_path / "server.log")
+    server = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+              "--artifacts-destination", str(tmp_path / "artifacts")]  # fmt: skip
+    service = mlflow_service(server, "/health", tmp_path / "server.log")
     url = service.__enter__()
     try:
-        process = start(project, "backprop-experiment", "train.epochs=300",
-                        "train.patience=null", MLFLOW_TRACKING_URI=url)  # fmt: skip
+        process = start(project, *args, MLFLOW_TRACKING_URI=url, **env)
         client = mlflow.MlflowClient(tracking_uri=url)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             experiment = client.get_experiment_by_name("backprop")
-            if experiment and client.search_runs([experiment.experiment_id]):
+            if experiment and client.search_runs([experiment.experiment_id], runs):
                 break
             assert process.poll() is None, process.communicate()
             time.sleep(0.1)
-        # The job waits, stopped, until the server is confirmed gone: however busy the
-        # machine, it cannot finish its 300 epochs first.
         os.kill(process.pid, signal.SIGSTOP)
     finally:
-        service.__exit__(None, None, None)  # the server goes away while the job trains
+        service.__exit__(None, None, None)
         os.kill(process.pid, signal.SIGCONT)
+    return process, url
+
+
+def test_a_tracking_server_that_goes_away_mid_run_loses_logging_not_the_model(project, tmp_path):
+    process, _ = server_dies_under(
+        project, tmp_path, ["backprop-experiment", "train.epochs=300", "train.patience=null"]
+    )
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     model = job_dir(out) / "model"
@@ -278,30 +289,11 @@ def test_sigterm_in_a_sweep_leaves_no_run_running(project):
 
 
 def test_a_sweep_whose_tracking_server_dies_exits_1_in_one_line_per_job(project, tmp_path):
-    import mlflow
-
-    args = ["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "artifacts")]  # fmt: skip
-    service = mlflow_service(args, "/health", tmp_path / "server.log")
-    url = service.__enter__()
-    try:
-        process = start(project, "backprop-experiment", "--multirun", "train.epochs=100",
-                        "train.patience=null", "optim.lr=1,0.5,0.3", MLFLOW_TRACKING_URI=url,
-                        BACKPROP_TRACKING_TIMEOUT="3")  # fmt: skip
-        client = mlflow.MlflowClient(tracking_uri=url)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the first job's run, nested under the parent
-            experiment = client.get_experiment_by_name("backprop")
-            if experiment and client.search_runs(
-                [experiment.experiment_id], "tags.mlflow.parentRunId != ''"
-            ):
-                break
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.1)
-        os.kill(process.pid, signal.SIGSTOP)  # held until the server is confirmed gone
-    finally:
-        service.__exit__(None, None, None)
-        os.kill(process.pid, signal.SIGCONT)
+    args = ["backprop-experiment", "--multirun", "train.epochs=100", "train.patience=null",
+            "optim.lr=1,0.5,0.3"]  # fmt: skip
+    process, url = server_dies_under(  # once the first job's run, nested, exists
+        project, tmp_path, args, "tags.mlflow.parentRunId != ''", BACKPROP_TRACKING_TIMEOUT="3"
+    )
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, err
     assert "Traceback" not in err and "MlflowException" not in err
