@@ -223,28 +223,25 @@ def test_workers_of_a_sweep_whose_launcher_is_killed_end_and_their_runs_are_kill
          "train.epochs=100000", "train.patience=null", "optim.lr=1,0.5"],
         cwd=root, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    client = None
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # both jobs training, in their own worker processes
-        if (root / "mlflow.db").exists():
-            client = mlflow_client(root)
-            experiment = client.get_experiment_by_name("backprop")
-            if experiment and len(client.search_runs(
-                [experiment.experiment_id], "tags.mlflow.parentRunId != ''"
-            )) == 2 and list((root / "outputs/checkpoints").glob("*.npz")):  # fmt: skip
-                break
-        assert process.poll() is None
-        time.sleep(0.2)
-    # the pool's workers and its resource trackers
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    assert len(children) >= 2
-    process.kill()
-    process.wait()
+    try:
+        # Both jobs training: a checkpoint each (the database is created and migrated by
+        # then; a client opened earlier would race the launcher's migration).
+        deadline = time.monotonic() + 300
+        while len(list((root / "outputs/checkpoints").glob("*.npz"))) < 2:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    finally:
+        process.kill()  # as SIGKILL would: no handler runs in the launcher
+        process.wait()
+    assert len(children) >= 2  # the pool's workers and its resource trackers
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{c}") for c in children):
         time.sleep(0.5)
     alive = [c for c in children if os.path.exists(f"/proc/{c}")]
     assert alive == [], "workers outlived their launcher"
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("backprop")
     jobs = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")
     assert sorted(j.info.status for j in jobs) == ["KILLED", "KILLED"]
     assert all(j.data.tags["error"] == "interrupted (SIGTERM)" for j in jobs)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+
 import pytest
 from omegaconf import OmegaConf
 
-from backprop.app.sweep import SweepTracker
+from backprop.app.sweep import PARENT_RUN_ENV, SweepTracker
 from backprop.tracking.store import Store
 from helpers import free_port
 
@@ -18,8 +20,12 @@ def config():
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
+    """A store in ``tmp_path``; the parent run's id that on_multirun_start puts in the
+    environment, and its exit handler, do not outlive the test (later tests start runs)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
-    monkeypatch.delenv("BACKPROP_SWEEP_PARENT_RUN", raising=False)
+    monkeypatch.setenv(PARENT_RUN_ENV, "none yet")  # restored (unset) after the test
+    monkeypatch.delenv(PARENT_RUN_ENV)
+    monkeypatch.setattr(atexit, "register", lambda handler: handler)  # called by hand here
     return Store(tmp_path)
 
 
