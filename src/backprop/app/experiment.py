@@ -174,9 +174,7 @@ def _resolve(cfg: Any) -> tuple[dict[str, Any], Settings]:
 
 def _record_failed_job(cfg: Any, run_name: str, err: UserError) -> None:
     """A job whose config does not validate is a FAILED run of the sweep all the same."""
-    from contextlib import suppress
-
-    with suppress(UserError), Tracker.open(
+    with contextlib.suppress(UserError), Tracker.open(
         Store(), cfg.experiment_name, parent_run_id=os.environ.get(PARENT_RUN_ENV),
         run_name=run_name,
     ):  # fmt: skip

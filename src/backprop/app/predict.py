@@ -88,14 +88,13 @@ def predict_csv(
     first = next(chunks, None)  # the header is checked before anything is written
     if first is None:
         raise DataError(f"{input_path}: has a header but no rows; nothing to predict")
-    summary = Summary(rows=0, labelled=first is not None and first.labels is not None)
+    summary = Summary(rows=0, labelled=first.labels is not None)
     bar = _progress(path, progress and output is not None)
     label_values = np.asarray(classes)  # int64 or str: the labels as the CSV had them
     schema = _schema(label_values, predictor.network.dtype, [f"proba_{c}" for c in classes])
     with _destination(output) as out, _csv_writer(out, schema) as writer:
         try:
-            for chunk in _incomplete_if_failing(output, summary, itertools.chain(
-                    [first] if first is not None else [], chunks)):  # fmt: skip
+            for chunk in _incomplete_if_failing(output, summary, itertools.chain([first], chunks)):
                 proba = predictor.predict_matrix(chunk.X)
                 predicted = proba.argmax(axis=1)
                 writer.write_table(_table(schema, label_values[predicted], proba))

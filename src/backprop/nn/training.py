@@ -243,18 +243,17 @@ def train(
     return history
 
 
-def training_bytes(
-    model: ModelConfig, optim: OptimConfig, config: TrainConfig, n_inputs: int, n_outputs: int,
-    copies: int | None = None,
-) -> int:  # fmt: skip
-    """The memory that training a network of ``model`` keeps for its whole length: weights,
-    gradients, the optimizer's state and, with early stopping, the best weights (or
-    ``copies`` arrays of the parameters' size)."""
+def parameter_bytes(model: ModelConfig, n_inputs: int, n_outputs: int) -> int:
+    """The bytes of one copy of the weights and biases of a network of ``model``."""
     sizes = [n_inputs, *model.hidden_sizes, n_outputs]
     n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    if copies is None:
-        copies = 2 + OPTIMIZERS[optim.name].copies(optim) + (config.patience is not None)
-    return n_params * np.dtype(model.dtype).itemsize * copies
+    return n_params * np.dtype(model.dtype).itemsize
+
+
+def training_copies(optim: OptimConfig, config: TrainConfig) -> int:
+    """How many arrays the size of the parameters training keeps for its whole length:
+    weights, gradients, the optimizer's state and, with early stopping, the best weights."""
+    return 2 + OPTIMIZERS[optim.name].copies(optim) + (config.patience is not None)
 
 
 def _targets(y: np.ndarray, network: MLP) -> np.ndarray:

@@ -140,6 +140,7 @@ class Store:
         self.root = root or project_root()
         self.uri = tracking_uri(self.root)
         self._experiments: dict[str, str] = {}
+        self._uri_checked = False
 
     @property
     def is_server(self) -> bool:
@@ -178,7 +179,10 @@ class Store:
             )
 
     def check_uri(self) -> None:
-        """A URI MLflow cannot track into is one line, not MLflow's traceback."""
+        """A URI MLflow cannot track into is one line, not MLflow's traceback (checked
+        once per store: the client and the first experiment both ask)."""
+        if self._uri_checked:
+            return
         scheme = self.uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in self.uri else ""
         if scheme == "sqlite":
             self._check_sqlite_file(Path(self.uri.removeprefix("sqlite:///")))
@@ -188,6 +192,7 @@ class Store:
                 "give sqlite:///path/to/mlflow.db, http://127.0.0.1:5000 or postgresql://..., "
                 "or unset it to track into ./mlflow.db"
             )
+        self._uri_checked = True
 
     @contextlib.contextmanager
     def pointed(self) -> Iterator[Any]:

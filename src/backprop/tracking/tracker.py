@@ -88,10 +88,8 @@ class Tracker:
         """A new run (nested under ``parent_run_id``), or run ``resume_run_id`` going on."""
         experiment_id = store.experiment_id(experiment_name)
         client = store.client
-        with (
-            deferred(),
-            database_written(store),
-        ):  # a Ctrl-C now would leave a run RUNNING that nobody ends
+        # deferred: a Ctrl-C now would leave a run RUNNING that nobody ends
+        with deferred(), database_written(store):
             if resume_run_id is not None:
                 client.update_run(resume_run_id, status="RUNNING")
                 # an interrupted run going on: it is not failing now

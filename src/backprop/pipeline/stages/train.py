@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from backprop.errors import ConfigError, ModelFileError
 from backprop.nn.network import MLP
-from backprop.nn.training import EpochMetrics, History, TrainingState, training_bytes
+from backprop.nn.training import (
+    EpochMetrics,
+    History,
+    TrainingState,
+    parameter_bytes,
+    training_copies,
+)
 from backprop.nn.training import train as train_network
 from backprop.pipeline import plots
 from backprop.pipeline.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
@@ -176,13 +182,14 @@ def train(
 
 def _network(settings: Settings, n_inputs: int, n_outputs: int, rng: np.random.Generator) -> MLP:
     """The network, or a ConfigError saying what it needs before it fails to allocate."""
-    needed = training_bytes(settings.model, settings.optim, settings.train, n_inputs, n_outputs)
-    one = training_bytes(settings.model, settings.optim, settings.train, n_inputs, n_outputs, 1)
+    one = parameter_bytes(settings.model, n_inputs, n_outputs)
+    copies = training_copies(settings.optim, settings.train)
+    needed = one * copies
     available = available_memory()
     sizes = list(settings.model.hidden_sizes)
     if available is not None and needed > available:
         raise ConfigError(
-            f"{{key}} {sizes} needs {gib(needed)} to train ({needed // one} copies of its "
+            f"{{key}} {sizes} needs {gib(needed)} to train ({copies} copies of its "
             f"{gib(one)} of parameters: weights, gradients, optimizer state, best epoch), "
             f"more than the {gib(available)} of memory available; choose smaller layers",
             "model.hidden_sizes",
