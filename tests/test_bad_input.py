@@ -1,5 +1,6 @@
 """Every bad input: one line on stderr naming the problem and where, exit 2, nothing written."""
 
+import gzip
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ CASES = {
     "missing file": (None, "missing.csv: file not found"),
     "empty file": ("", "the file is empty"),
     "header only": ("label,a,b\n", "the header has no data rows below it"),
+    "header without a line end": ("label,a,b", "the header has no data rows below it"),
     "non-numeric": (
         "label,a,b\n0,1,2\n1,2,abc\n",
         "column 'b', row 2 (line 3): 'abc' is not a number",
@@ -19,6 +21,11 @@ CASES = {
         "label,a,b\n0,1,2\n,1,3\n",
         "missing value in column 'label' at row 2 (line 3)",
     ),
+    "label of spaces": (
+        "label,a,b\n0,1,2\n  ,1,3\n",
+        "missing value in column 'label' at row 2 (line 3)",
+    ),
+    "gzip": (gzip.compress(b"label,a\n0,1\n", mtime=0), "is gzip-compressed, not a CSV"),
     "infinite": ("label,a,b\n0,1,2\n1,inf,3\n", "infinite value in column 'a' at row 2 (line 3)"),
     "too large for float32": ("label,a,b\n0,1,2\n1,1e39,3\n", "1e+39 is beyond the range of"),
     "too many fields": ("label,a,b\n0,1,2\n1,2,3,4\n", "line 3 has 4 fields but the header has 3"),

@@ -225,3 +225,19 @@ def test_a_conf_file_that_is_not_yaml_is_named_with_its_line(
                        (experiment_main, ["backprop-experiment", "train.epochs=1"])]:  # fmt: skip
         result = in_process(capsys, main, argv, monkeypatch)
         one_line_naming(result, message)
+
+
+def test_a_tab_in_config_yaml_is_named_when_an_override_picks_a_plugin(
+    conf_copy, capsys, monkeypatch
+):
+    """``optim.name=...`` makes the front doors read the defaults of conf/config.yaml first."""
+    config = conf_copy / "conf/config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    at = lines.index("  - optim: sgd\n")
+    lines[at] = "\t- optim: sgd\n"
+    config.write_text("".join(lines))
+    message = f"conf/config.yaml, line {at + 1}, column 1: a tab, which YAML does not allow"
+    doors = [(cli_main, "backprop", "params"), (experiment_main, "backprop-experiment")]
+    for main, *command in doors:
+        result = in_process(capsys, main, [*command, "optim.name=rmsprop"], monkeypatch)
+        one_line_naming(result, message)

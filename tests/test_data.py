@@ -3,7 +3,7 @@ import pytest
 
 from backprop.errors import DataError
 from backprop.pipeline.stages.digits import digits_csv_bytes, write_digits
-from backprop.tables.labels import decode_labels, encode_labels
+from backprop.tables.labels import decode_labels, encode_labels, label_indices
 from backprop.tables.reader import read_labelled_csv
 
 
@@ -47,6 +47,15 @@ def test_label_first_by_default_or_named_anywhere(tmp_path):
         (["10", "9", "x"], ["10", "9", "x"], [0, 1, 2]),
         (["02139", "10001", "0", "02139"], ["0", "02139", "10001"], [1, 2, 0, 1]),  # codes
         (["0.25", "0", "-0.5"], [-0.5, 0.0, 0.25], [2, 1, 0]),  # no leading zero here
+        # integers past a double's 2**53 are read exactly: two labels stay two classes
+        (
+            ["9007199254740993", "9007199254740992", "1"],
+            [1, 9007199254740992, 9007199254740993],
+            [2, 1, 0],
+        ),
+        # past int64, or past 2**53 among fractions: text, as written
+        (["12345678901234567890", "1"], ["1", "12345678901234567890"], [1, 0]),
+        (["9007199254740993", "0.5"], ["0.5", "9007199254740993"], [1, 0]),
     ],
 )
 def test_labels_are_encoded_against_the_sorted_classes(labels, classes, indices):
@@ -55,6 +64,16 @@ def test_labels_are_encoded_against_the_sorted_classes(labels, classes, indices)
     assert y.tolist() == indices
     assert y.dtype == np.int64
     assert decode_labels(y, found).tolist() == [found[i] for i in indices]
+
+
+def test_raw_labels_find_their_class_exactly():
+    classes = [1, 3, 9007199254740992, 9007199254740993]
+    raw = ["9007199254740993", "9007199254740992.0", "3.0", " 1 ", "x", "", "2"]
+    assert label_indices(np.array(raw, dtype=object), classes).tolist() == [3, 2, 1, 0, -1, -1, -1]
+    codes = ["0", "02139", "10001"]
+    assert label_indices(np.array(["02139", "2139", "0"], dtype=object), codes).tolist() == [
+        1, -1, 0,
+    ]  # fmt: skip
 
 
 def test_two_features_and_three_thousand_features(tmp_path):

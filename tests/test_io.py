@@ -1,10 +1,12 @@
+import errno
 import json
+import os
 import zipfile
 
 import numpy as np
 import pytest
 
-from backprop.errors import ModelFileError
+from backprop.errors import ModelFileError, OutputError
 from backprop.nn.network import MLP
 from backprop.pipeline.files import npz_bytes, read_npz
 from backprop.pipeline.model_files import load_model, save_model
@@ -86,3 +88,43 @@ def test_class_count_must_match_the_outputs(tmp_path):
     with pytest.raises(ValueError, match="2 class labels for 3 output units"):
         save_model(tmp_path / "m", make_net(), classes=[0, 1])
     assert not (tmp_path / "m").exists()
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_model_whole(tmp_path, monkeypatch):
+    """Weights and metadata belong together: when the second cannot be written, the first
+    is not replaced either, so the folder still holds a model that loads."""
+    save_model(tmp_path / "m", make_net(), classes=["cat", "dog", "eel"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    class NoSpace:
+        def __init__(self, file) -> None:
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.file.close()
+
+        def __getattr__(self, name: str):
+            return getattr(self.file, name)
+
+    real = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):
+        file = real(fd, *args, **kwargs)
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        return NoSpace(file) if name.startswith(".model.json.") else file
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    other = MLP([6, 5, 4, 3], "tanh", rng=np.random.default_rng(1))
+    with pytest.raises(OutputError, match="model.json: no space left on the device; the previous"
+                       " model is unchanged"):  # fmt: skip
+        save_model(tmp_path / "m", other, classes=["cat", "dog", "eel"])
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    net, _ = load_model(tmp_path / "m")
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, make_net().weights))

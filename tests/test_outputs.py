@@ -8,8 +8,10 @@ Everything runs in this process through ``backprop.app.cli.main`` on a small mod
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
+import sys
 import threading
 from pathlib import Path
 
@@ -63,6 +65,8 @@ def test_preprocess_into_the_folder_of_its_input_deletes_nothing(project, tmp_pa
     csv.write_bytes((project / "digits.csv").read_bytes())
     (raw / "notes.txt").write_text("mine\n")
     code, _, err = run(capsys, "preprocess", csv, raw)
+    one_line(code, err, f"{raw}: holds the input {csv}, and would be replaced whole")
+    code, _, err = run(capsys, "preprocess", project / "digits.csv", raw)
     one_line(code, err, f"{raw}: holds 'flowers.csv', which this command did not write")
     assert sorted(p.name for p in raw.iterdir()) == ["flowers.csv", "notes.txt"]
     assert csv.read_bytes() == (project / "digits.csv").read_bytes()
@@ -112,16 +116,86 @@ def test_predict_creates_a_missing_folder_for_its_output(project, tmp_path, caps
 # -- streams: written in place ------------------------------------------------------------
 
 
-def test_devices_and_the_standard_streams_count_as_streams_without_writing_them():
+def test_devices_and_the_standard_streams_count_as_streams_without_writing_them(tmp_path):
     assert is_stream("/dev/null") and is_stream("/dev/stdout")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    (tmp_path / "out").symlink_to("/dev/stdout")
+    assert is_stream(tmp_path / "out")  # a link to a descriptor's name is one too
+    fd = os.open(tmp_path / "log.csv", os.O_WRONLY | os.O_CREAT)
+    try:  # a descriptor's name leads to the shell's redirection: never replaced
+        assert is_stream(f"/dev/fd/{fd}") and is_stream(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    assert not is_stream(tmp_path / "log.csv") and not is_stream(tmp_path / "new.csv")
+
+
+def test_a_regular_file_under_dev_is_replaced_whole_not_written_in_place(project, tmp_path, capsys):
+    """/dev/shm holds ordinary files: a failed run leaves the previous one, like anywhere."""
+    target = Path("/dev/shm") / f"backprop-test-{os.getpid()}.csv"
+    target.write_text("previous\n")
+    try:
+        assert not is_stream(target)
+        code, _, err = run(capsys, "predict", project / "model", _bad_csv(project, tmp_path),
+                           "--chunk-rows", "500", "-o", target)  # fmt: skip
+        one_line(code, err, "column 'pixel10', row 1501")
+        assert target.read_text() == "previous\n"
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_dev_fd_appends_to_the_shells_redirection_instead_of_truncating_it(
+    project, tmp_path, capsys
+):
+    """`-o /dev/stdout >> log.csv`: the descriptor is used as the shell opened it."""
+    for name in ("/dev/fd/{}", "/proc/self/fd/{}"):
+        log = tmp_path / "log.csv"
+        log.write_text("kept\n")
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            code, out, err = run(capsys, "predict", project / "model", project / "digits.csv",
+                                 "-o", name.format(fd))  # fmt: skip
+        finally:
+            os.close(fd)
+        assert code == 0, err
+        lines = log.read_text().splitlines()
+        assert lines[0] == "kept" and lines[1].startswith("label,proba_0") and len(lines) == 1799
+        assert out == "" and "predicted 1797 rows" in err
+
+
+def test_a_stage_writing_to_a_descriptor_keeps_its_summary_out_of_the_data(tmp_path, capsys):
+    from backprop.pipeline.stages.digits import digits_csv_bytes
+
+    fd = os.open(tmp_path / "digits.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        code, out, err = run(capsys, "digits", f"/dev/fd/{fd}")
+    finally:
+        os.close(fd)
+    assert code == 0, err
+    assert (tmp_path / "digits.csv").read_bytes() == digits_csv_bytes()
+    assert out == "" and "wrote scikit-learn's handwritten digits" in err
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_descriptor_that_is_not_open_is_one_line_before_any_work(project, capsys):
+    fd = next(n for n in range(900, 1000) if not _is_open(n))  # and that opening won't take
+    code, out, err = run(capsys, "predict", project / "model", project / "digits.csv",
+                         "-o", f"/dev/fd/{fd}")  # fmt: skip
+    one_line(code, err, f"/dev/fd/{fd}: descriptor {fd} is not open")
+    assert out == ""
 
 
 def test_predict_into_a_fifo_feeds_its_reader_and_leaves_the_fifo(project, tmp_path, capsys):
     fifo = tmp_path / "rows"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     code, out, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o", fifo)
     reader.join(timeout=60)
@@ -139,7 +213,7 @@ def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
         with os.fdopen(read_end, "rb") as f:
             received.append(f.read())
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         code, _, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o",
@@ -151,12 +225,18 @@ def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
     assert received[0].startswith(b"label,proba_0") and received[0].count(b"\n") == 1798
 
 
-def test_a_bad_row_after_rows_went_to_stdout_says_they_are_incomplete(project, tmp_path, capsys):
+def _bad_csv(project: Path, tmp_path: Path) -> Path:
+    """digits.csv with a word for pixel10 in row 1501."""
     lines = (project / "digits.csv").read_text().splitlines()
     cells = lines[1501].split(",")
     cells[11] = "dark"
     lines[1501] = ",".join(cells)
     (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "bad.csv"
+
+
+def test_a_bad_row_after_rows_went_to_stdout_says_they_are_incomplete(project, tmp_path, capsys):
+    _bad_csv(project, tmp_path)
     code, out, err = run(capsys, "predict", project / "model", tmp_path / "bad.csv",
                          "--chunk-rows", "500")  # fmt: skip
     one_line(code, err, "column 'pixel10', row 1501")
@@ -184,7 +264,7 @@ def disk_full(monkeypatch):
 def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, disk_full):
     target = tmp_path / "metrics.json"
     target.write_text("previous\n")
-    expected = "metrics.json: no space left on the device; the previous metrics.json .if any. is"
+    expected = "metrics.json: no space left on the device; the previous metrics.json is unchanged"
     with pytest.raises(OutputError, match=expected):
         atomic_write_bytes(target, b"new\n")
     assert target.read_text() == "previous\n"
@@ -210,7 +290,7 @@ def test_a_full_disk_is_one_line_through_each_command(
     args = {
         "preprocess": ["preprocess", "digits.csv", tmp_path / "prepared"],
         "predict": ["predict", "model", "digits.csv", "-o", tmp_path / "p.csv"],
-        "train": ["train", "prepared", tmp_path / "model", tmp_path / "reports"],  # checkpoint
+        "train": ["train", "prepared", tmp_path / "model", tmp_path / "reports"],  # the model
     }[command]
     code, _, err = run(capsys, *args)
     one_line(code, err, "no space left on the device")
@@ -228,6 +308,189 @@ def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
         atomic_write_bytes(tmp_path / "x", b"1")
     assert not isinstance(err.value, OutputError) and err.value.errno == errno.EIO
     assert np.array_equal(sorted(Path(tmp_path).iterdir()), [])
+
+
+class _Stdout(io.RawIOBase):
+    """Standard output as ``PYTHONUNBUFFERED=1`` makes it, unbuffered: each write takes at
+    most 1000 bytes and says how many; with ``room``, a full disk after that many."""
+
+    def __init__(self, room: int | None = None) -> None:
+        self.data, self.room = bytearray(), room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        n = min(len(b), 1000)
+        if self.room is not None:
+            if len(self.data) >= self.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            n = min(n, self.room - len(self.data))
+        self.data += bytes(b[:n])
+        return n
+
+
+def test_short_writes_to_stdout_are_finished_and_a_full_disk_behind_it_is_one_line(
+    project, monkeypatch, capsys
+):
+    stdout = _Stdout()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout, write_through=True))
+    code, _, err = run(capsys, "predict", project / "model", project / "digits.csv")
+    assert code == 0, err
+    assert stdout.data.count(b"\n") == 1798 and stdout.data.endswith(b"\n")
+    stdout = _Stdout(room=100_000)  # `> out.csv` on a disk that fills up: never exit 0
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout, write_through=True))
+    code, _, err = run(capsys, "predict", project / "model", project / "digits.csv")
+    one_line(code, err, "standard output: no space left on the device; what was written to it")
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def full_disk_for(monkeypatch):
+    """``install(test)``: the files whose temporary's path passes ``test`` take ``after``
+    writes, then fail with ENOSPC (as the disk fills up)."""
+
+    class NoSpace:
+        def __init__(self, file) -> None:
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.file.close()
+
+        def __getattr__(self, name: str):
+            return getattr(self.file, name)
+
+    def install(test, after: int = 0) -> None:
+        real, opened = os.fdopen, []
+
+        def fdopen(fd, *args, **kwargs):
+            file = real(fd, *args, **kwargs)
+            if not test(os.readlink(f"/proc/self/fd/{fd}")):
+                return file
+            opened.append(fd)
+            return file if len(opened) <= after else NoSpace(file)
+
+        monkeypatch.setattr(files.os, "fdopen", fdopen)
+
+    return install
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one(
+    project, tmp_path, monkeypatch, capsys, full_disk_for
+):
+    from backprop.pipeline.checkpoints import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    (tmp_path / "params.yaml").write_text(
+        "model:\n  hidden_sizes: [8]\ntrain:\n  epochs: 3\n  patience: null\n"
+    )
+    full_disk_for(lambda path: "/outputs/checkpoints/" in path, after=1)  # epoch 1 fits
+    code, _, err = run(capsys, "train", project / "prepared", "model", "reports")
+    one_line(code, err, ".npz: no space left on the device; the previous checkpoint is unchanged")
+    (checkpoint,) = (tmp_path / "outputs" / "checkpoints").iterdir()
+    assert checkpoint.name in err and load_checkpoint(checkpoint)[0].epoch == 1
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_full_disk_on_a_new_file_says_nothing_was_written(
+    project, tmp_path, capsys, full_disk_for
+):
+    full_disk_for(lambda path: ".p.csv." in path)
+    code, _, err = run(capsys, "predict", project / "model", project / "digits.csv",
+                       "-o", tmp_path / "p.csv")  # fmt: skip
+    one_line(code, err, "p.csv: no space left on the device; nothing was written; free some")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_behind_a_pipe_is_one_line_saying_the_output_is_incomplete(
+    project, capsys, full_disk_for
+):
+    read_end, write_end = os.pipe()
+    received = []
+
+    def read() -> None:
+        with os.fdopen(read_end, "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    full_disk_for(lambda path: path.startswith("pipe:"))  # `-o >(cat > full/disk/p.csv)`
+    try:
+        code, _, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o",
+                           f"/dev/fd/{write_end}")  # fmt: skip
+    finally:
+        os.close(write_end)
+    reader.join(timeout=60)
+    one_line(code, err, f"/dev/fd/{write_end}: no space left on the device; what was written to")
+    assert "Traceback" not in err and received == [b""]
+
+
+# -- folders checked before the work --------------------------------------------------------
+
+
+def test_train_refuses_a_model_or_reports_path_that_is_a_file_before_training(
+    project, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    (tmp_path / "params.yaml").write_text((project / "params.yaml").read_text())
+    (tmp_path / "afile").write_text("x\n")
+    cases = [
+        (["afile", "reports"], "afile: is a file, not a folder; give a folder for the model"),
+        (["model", "afile/r"], "afile is a file, not a folder; give a folder for the training"),
+    ]
+    for outputs, text in cases:
+        code, _, err = run(capsys, "train", project / "prepared", *outputs)
+        one_line(code, err, text)
+    assert not (tmp_path / "outputs").exists()  # no epoch trained, no checkpoint written
+
+
+def test_evaluate_refuses_a_figures_folder_of_other_files_before_any_report(
+    project, tmp_path, capsys
+):
+    reports = tmp_path / "reports"
+    (reports / "figures").mkdir(parents=True)
+    (reports / "figures" / "notes.txt").write_text("mine\n")
+    code, _, err = run(capsys, "evaluate", project / "model", project / "prepared", reports)
+    one_line(code, err, "figures: holds 'notes.txt', which this command did not write")
+    assert sorted(p.name for p in reports.rglob("*")) == ["figures", "notes.txt"]
+
+
+def test_preprocess_names_its_input_inside_the_output_folder(project, tmp_path, capsys):
+    raw = tmp_path / "out" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "flowers.csv").write_bytes((project / "digits.csv").read_bytes())
+    code, _, err = run(capsys, "preprocess", raw / "flowers.csv", tmp_path / "out")
+    one_line(code, err, f"out: holds the input {raw / 'flowers.csv'}, and would be replaced")
+    assert (raw / "flowers.csv").exists()
+
+
+def test_a_mount_point_as_an_output_folder_is_refused(project, tmp_path, monkeypatch, capsys):
+    """A mount point cannot be renamed (EBUSY, as `.` was): refused before the work, and any
+    other folder that cannot be replaced is one line too."""
+    out = tmp_path / "volume"
+    out.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(files.os.path, "ismount", lambda p: Path(p) == out or real(p))
+    code, _, err = run(capsys, "preprocess", project / "digits.csv", out)
+    one_line(code, err, "volume: is a mount point, which cannot be replaced; give a folder inside")
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(files.os.path, "ismount", real)
+
+    def busy(src, dst):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+
+    monkeypatch.setattr(files.os, "replace", busy)
+    code, _, err = run(capsys, "preprocess", project / "digits.csv", tmp_path / "other")
+    one_line(code, err, "other: is a mount point or in use, so it cannot be replaced")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"]
 
 
 # -- inputs that can be read only once ----------------------------------------------------

@@ -6,12 +6,17 @@ import sys
 import numpy as np
 import pytest
 
+from backprop.app.cli import main
 from backprop.errors import ConfigError
-from backprop.pipeline.prepared import load_prepared
+from backprop.nn.network import MLP
+from backprop.pipeline.model_files import save_model
+from backprop.pipeline.predictor import Predictor
+from backprop.pipeline.prepared import SPLITS, load_prepared
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.digits import write_digits
 from backprop.pipeline.stages.preprocess import preprocess as preprocess_stage
 from backprop.tables.config import PreprocessConfig
+from backprop.tables.reader import read_feature_chunks
 
 
 def preprocess(csv, out, config: PreprocessConfig):
@@ -67,6 +72,58 @@ def test_string_labels_map_back_through_the_class_list(tmp_path):
         assert [p.classes[i] for i in p.y[name]] == originals
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_scales_a_row_exactly_as_preprocess_did(tmp_path, capsys, monkeypatch, dtype):
+    """The same raw row, read and scaled by predict, gives the bits preprocess stored, and so
+    the probabilities the network gives for the stored row, whatever the network's dtype."""
+    monkeypatch.chdir(tmp_path)  # the default settings, not a params.yaml
+    rng = np.random.default_rng(0)
+    n = 120
+    columns = {
+        "decimal": [f"{v:.12g}" for v in rng.normal(0, 1, n)],
+        "offset": [f"{1e8 + v:.4f}" for v in rng.uniform(0, 1000, n)],
+        "integer": [str(v) for v in rng.integers(-(2**30), 2**30, n)],
+        "tiny": [f"{v:.6e}" for v in rng.uniform(1e-30, 1e-29, n)],
+    }
+    lines = ["y," + ",".join(columns)]
+    lines += [f"{i % 3}," + ",".join(c[i] for c in columns.values()) for i in range(n)]
+    csv = tmp_path / "rows.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    assert main(["preprocess", str(csv), str(tmp_path / "prepared")]) == 0
+    p = load_prepared(tmp_path / "prepared")
+    network = MLP([len(columns), 5, 3], dtype=dtype, rng=np.random.default_rng(1))
+    extra = {"label_column": p.label_column, "feature_names": p.feature_names,
+             "scaler": p.scaler.to_dict()}  # fmt: skip
+    save_model(tmp_path / "model", network, p.classes, extra)
+    stored = np.empty((n, len(columns)), np.float32)  # the prepared rows, in the file's order
+    for name in SPLITS:
+        stored[p.rows[name] - 1] = p.X[name]
+
+    predictor = Predictor(str(tmp_path / "model"))
+    (chunk,) = read_feature_chunks(csv, predictor.feature_names, predictor.label_column)
+    scaled = predictor.scale(chunk.X)
+    assert scaled.dtype == np.float32
+    assert scaled.view(np.uint32).tolist() == stored.view(np.uint32).tolist()
+
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model"), str(csv), "-o", str(tmp_path / "p.csv")]) == 0
+    written = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3),
+                         dtype=dtype)  # fmt: skip
+    assert written.tolist() == network.predict_proba(stored).tolist()
+
+
+def test_integer_labels_past_two_to_the_53_stay_apart(tmp_path):
+    big = ["9007199254740992", "9007199254740993", "9007199254740994"]
+    rows = [f"{big[i % 3]},{i % 3 + 0.1 * (i % 7)},{i}" for i in range(60)]
+    (tmp_path / "ids.csv").write_text("id,a,b\n" + "\n".join(rows) + "\n")
+    preprocess(tmp_path / "ids.csv", tmp_path / "out", PreprocessConfig())
+    p = load_prepared(tmp_path / "out")
+    assert p.classes == [int(b) for b in big]
+    for name in SPLITS:
+        assert [str(p.classes[i]) for i in p.y[name]] == [rows[r - 1].split(",")[0]
+                                                           for r in p.rows[name]]  # fmt: skip
+
+
 def run(cwd, *args):
     return subprocess.run(
         [sys.executable, "-m", "backprop", *args], capture_output=True, text=True, cwd=cwd
@@ -116,6 +173,12 @@ def test_cli_reads_params_yaml_or_the_named_file_or_defaults(digits_csv, tmp_pat
         ("preprocess: [1, 2\n", "p.yaml: not valid YAML at line"),
         ("preprocess: fast\n", "p.yaml: preprocess must be a mapping of its settings"),
         ("preprocess:\n\tseed: 3\n", "p.yaml: not valid YAML at line 2, column 1: a tab, which"),
+        (
+            "preprocess:\n  seed: 3\n  clip: false\n  seed: 4\n",
+            "p.yaml: not valid YAML at line 4, column 3: found duplicate key seed; give each key "
+            "once",
+        ),
+        ("train:\n  epochs: 2\ntrain:\n  epochs: 3\n", "p.yaml: not valid YAML at line 3"),
         ("optim: [1, 2]\n", "p.yaml: optim must be a mapping of its settings"),
     ],
 )

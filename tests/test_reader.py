@@ -91,6 +91,34 @@ def test_bad_utf8_or_nul_past_the_first_64_kib(tmp_path):
     assert refused(path) == "not a text file (it contains NUL bytes); expected a CSV"
 
 
+@pytest.mark.parametrize(
+    "kind, tool", [("gzip", "zcat"), ("bzip2", "bzcat"), ("xz", "xzcat"), ("zip", "unzip -p")]
+)
+def test_a_compressed_file_says_how_to_read_it(tmp_path, kind, tool):
+    import bz2
+    import gzip
+    import io
+    import lzma
+    import zipfile
+
+    text = b"label,a\n0,1\n1,2\n"
+    if kind == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("data.csv", text)
+        packed = buffer.getvalue()
+    else:
+        packed = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[kind](text)
+    path = write(tmp_path, packed, "data.csv.z")
+    message = (
+        f"is {kind}-compressed, not a CSV; decompress it first, or give the decompressed "
+        f"stream: <({tool} {path})"
+    )
+    assert refused(path) == message
+    with pytest.raises(DataError, match="compressed, not a CSV"):
+        read_feature_chunks(path, ["a"], "label")
+
+
 def test_read_header_checks_and_returns_the_names(tmp_path):
     assert read_header(write(tmp_path, '\ufefflabel,a,"b,c"\r\n0,1,2\r\n')) == [
         "label",
@@ -162,6 +190,19 @@ def test_an_empty_label_is_missing_but_na_is_a_class(tmp_path):
     data = read_labelled_csv(write(tmp_path, "label,a\nNA,1\nN/A,2\nNaN,3\n"))
     assert data.labels.tolist() == ["NA", "N/A", "NaN"]
     assert data.labels.dtype == object
+
+
+@pytest.mark.parametrize("label", [" ", "\t", "  \t "])
+def test_a_label_of_only_spaces_is_missing_too(tmp_path, label):
+    """Not a class of its own: one such cell made every integer label a string ("10" < "2")."""
+    path = write(tmp_path, f"label,a\n2,1\n{label},2\n10,3\n")
+    assert refused(path) == (
+        "missing value in column 'label' at row 2 (line 3); fill it in, or set drop_missing "
+        "to drop such rows"
+    )
+    with pytest.warns(UserWarning, match="dropped 1 rows with missing values"):
+        data = read_labelled_csv(path, drop_missing=True)
+    assert data.labels.tolist() == ["2", "10"] and data.rows.tolist() == [1, 3]
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e400"])
@@ -388,6 +429,12 @@ def test_chunks_without_a_label_column_and_a_short_last_chunk(tmp_path):
 def test_a_header_only_input_has_no_chunks(tmp_path):
     path = write(tmp_path, "label," + ",".join(FEATURES) + "\n")
     assert list(read_feature_chunks(path, FEATURES, "label")) == []
+
+
+def test_a_header_without_a_line_end_is_a_file_without_rows(tmp_path):
+    path = write(tmp_path, "label," + ",".join(FEATURES))
+    assert list(read_feature_chunks(path, FEATURES, "label")) == []
+    assert refused(path) == "the header has no data rows below it"
 
 
 @pytest.mark.parametrize(

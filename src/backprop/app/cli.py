@@ -21,6 +21,7 @@ from typing import Any
 
 from backprop.app.command import Command, plain_warnings
 from backprop.errors import UserError
+from backprop.pipeline.files import is_stream
 from backprop.pipeline.interrupt import graceful
 from backprop.pipeline.registry import STAGES, Stage, resolve
 from backprop.pipeline.settings import describe_settings, load_settings
@@ -112,7 +113,10 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> int:
     if stage.name in TRACKED:
         module, name = TRACKED[stage.name].split(":")
         return getattr(importlib.import_module(module), name)(stage, settings, source, ports)
-    print(stage.function(settings, **ports).summary)
+    summary = stage.function(settings, **ports).summary
+    # an output written to a stream (`backprop digits /dev/stdout`) gets the rows alone
+    streamed = any(is_stream(ports[p.name]) for p in stage.outputs)
+    print(summary, file=sys.stderr if streamed else sys.stdout)
     return 0
 
 

@@ -73,7 +73,12 @@ def check_choices(overrides: list[str], conf_dir: Path) -> None:
 
 
 def _default_choice(conf_dir: Path, group: str) -> str | None:
-    defaults = yaml.safe_load((conf_dir / "config.yaml").read_text()).get("defaults", [])
+    try:
+        with open(conf_dir / "config.yaml", encoding="utf-8") as f:  # marks name the file
+            config = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(describe_config_error(err)) from None
+    defaults = config.get("defaults", []) if isinstance(config, dict) else []
     return next((d[group] for d in defaults if isinstance(d, dict) and group in d), None)
 
 

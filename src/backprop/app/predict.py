@@ -29,7 +29,14 @@ from tqdm import tqdm
 
 from backprop.app.command import Command
 from backprop.errors import DataError, UserError
-from backprop.pipeline.files import atomic_file, check_output_file, is_stream, readable_file
+from backprop.pipeline.files import (
+    WholeWrites,
+    atomic_file,
+    check_output_file,
+    is_stream,
+    readable_file,
+    writing,
+)
 from backprop.pipeline.predictor import Predictor
 from backprop.tables.labels import label_indices
 from backprop.tables.reader import read_feature_chunks
@@ -130,8 +137,9 @@ def _incomplete_if_failing(output: Any, summary: Summary, chunks: Iterator[Any])
 def _destination(output: str | os.PathLike | None) -> Iterator[IO[bytes]]:
     if output is None:
         sys.stdout.flush()
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        with writing("standard output", stream=True):  # a full disk behind `>`: one line
+            yield WholeWrites(sys.stdout.buffer)  # unbuffered (PYTHONUNBUFFERED) writes a part
+            sys.stdout.buffer.flush()
         return
     with atomic_file(output) as f:
         yield f

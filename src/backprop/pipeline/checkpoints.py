@@ -62,7 +62,7 @@ def save_checkpoint(
     path: str | os.PathLike, state: TrainingState, extra: Mapping[str, Any]
 ) -> None:
     # Not fsync'd: it is replaced every epoch, and a killed process loses nothing written.
-    atomic_write_bytes(path, checkpoint_bytes(state, extra), durable=False)
+    atomic_write_bytes(path, checkpoint_bytes(state, extra), durable=False, what="checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[TrainingState, dict[str, Any]]:

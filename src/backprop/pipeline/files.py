@@ -14,13 +14,16 @@ import hashlib
 import io
 import json
 import os
+import re
+import select
 import shutil
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -38,13 +41,89 @@ DIR_MODE = 0o777 & ~_UMASK
 
 def is_stream(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a device, a pipe or a socket (``/dev/null``, ``/dev/stdout``, a
-    FIFO, ``>(gzip > out.gz)``): written in place, never replaced by a rename."""
-    if os.path.abspath(path).startswith(("/dev/", "/proc/")):
-        return True  # /dev/stdout may lead to a regular file: still not ours to replace
+    FIFO, ``>(gzip > out.gz)``): written in place, never replaced by a rename.  A name of an
+    open descriptor (``/dev/stdout``, ``/dev/fd/3``) is one even when it leads to a regular
+    file: that file is the shell's redirection, not ours to replace."""
+    if _descriptor(path) is not None or os.path.abspath(path).startswith("/proc/"):
+        return True
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+_DESCRIPTOR_NAMES = re.compile(
+    r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<fd>\d+)"
+    r"|/proc/(?P<pid>self|thread-self|\d+)/fd/(?P<n>\d+)"
+)
+
+
+def _descriptor(path: str | os.PathLike) -> int | None:
+    """The descriptor of this process that ``path`` names (``/dev/stdout``: 1, ``/dev/fd/3``,
+    ``/proc/self/fd/3``, or a symlink to one of these), else None."""
+    name = os.path.abspath(path)
+    for _ in range(40):  # the kernel's limit of symlinks in a row
+        match = _DESCRIPTOR_NAMES.fullmatch(name)
+        if match:
+            if match["std"]:
+                return ("in", "out", "err").index(match["std"])
+            if match["fd"]:
+                return int(match["fd"])
+            if match["pid"] in ("self", "thread-self", str(os.getpid())):
+                return int(match["n"])
+            return None
+        if not os.path.islink(name):
+            return None
+        name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
+    return None
+
+
+def _open_stream(path: Path, mode: str, **open_args: Any) -> IO[Any]:
+    """``path``, a device or pipe, opened to write in place.  A descriptor's name is the
+    descriptor itself, duplicated as the shell's ``>&1`` does: its offset and append mode
+    are kept and nothing is truncated (``-o /dev/stdout >> log.csv`` appends)."""
+    fd = _descriptor(path)
+    if fd is None:
+        return open(path, mode, **open_args)
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise OutputError(
+            f"{path}: descriptor {fd} is not open; give a file name, or open it in the shell"
+        ) from None
+    for stream in (sys.stdout, sys.stderr):  # what Python holds for it goes out first
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return os.fdopen(os.dup(fd), mode, **open_args)
+
+
+class WholeWrites:
+    """A binary file whose ``write`` writes every byte or raises.
+
+    An unbuffered file (``sys.stdout.buffer`` under ``PYTHONUNBUFFERED=1``) may write a
+    part and return the count: on a nearly full disk the rest is lost without an error,
+    since whoever writes (pyarrow) does not look at the count.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            n = self.file.write(view)
+            if n is None:  # a non-blocking descriptor that is full: wait for room
+                select.select([], [self.file], [])
+                continue
+            if n == 0:
+                raise OSError(errno.EIO, f"wrote 0 of {len(view)} bytes")
+            view = view[n:]
+        return total
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
 
 
 @contextlib.contextmanager
@@ -73,32 +152,54 @@ def readable_file(path: str | os.PathLike) -> Iterator[Path]:
 
 def check_output_file(path: str | os.PathLike) -> Path:
     """Refuse, before any work, a file target that cannot be written: a folder, a path
-    through a file, a folder without write permission.  A missing parent folder is fine:
-    writing creates it."""
+    through a file, a folder without write permission, a descriptor that is not open.
+    A missing parent folder is fine: writing creates it."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(
             f"{path}: is a folder; give a file name, such as {path / 'predictions.csv'}"
         )
+    fd = _descriptor(path)
+    if fd is not None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OutputError(
+                f"{path}: descriptor {fd} is not open; give a file name, or open it in the shell"
+            ) from None
     if is_stream(path):
         return path
-    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise OutputError(f"{path}: {parent} is a file, not a folder; give another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: no permission to write in {parent}; give another path")
+    _check_parent(path, path.parent, "give another path")
     return path
 
 
+def _check_parent(path: Path, folder: Path, todo: str) -> None:
+    """``folder`` (``path``'s, or ``path``) exists as a folder we may write in, or is missing
+    below one: a file on the way or no permission is refused."""
+    parent = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise OutputError(f"{path}: {parent} is a file, not a folder; {todo}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: no permission to write in {parent}; {todo}")
+
+
 @contextlib.contextmanager
-def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
+def writing(
+    path: str | os.PathLike, what: str | None = None, stream: bool | None = None
+) -> Iterator[None]:
     """OSErrors a user can act on, writing ``path``, as one-line OutputErrors.  ``what``
-    names the previous output that stays as it was (default: the file's name)."""
+    names the previous output that stays as it was (default: the file's name); for a
+    ``stream`` (default: whether ``path`` is one) what went out before is incomplete."""
     try:
         yield
     except OSError as err:
         path = Path(path)
-        kept = f"the previous {what or path.name} (if any) is unchanged"
+        if stream if stream is not None else is_stream(path):
+            kept = "what was written to it before is incomplete"
+        elif os.path.lexists(path):
+            kept = f"the previous {what or path.name} is unchanged"
+        else:
+            kept = "nothing was written"
         reason = {
             errno.ENOSPC: f"no space left on the device; {kept}; free some space and run again",
             errno.EDQUOT: f"disk quota exceeded; {kept}; free some space and run again",
@@ -108,6 +209,8 @@ def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
             errno.EISDIR: "is a folder; give a file name",
             errno.ENOTDIR: "a part of the path is a file, not a folder; give another path",
             errno.EEXIST: "a part of the path is a file, not a folder; give another path",
+            errno.EBUSY: "is a mount point or in use, so it cannot be replaced; give a path "
+            "inside a folder of its own",
         }.get(err.errno)
         if reason is None:
             raise
@@ -116,7 +219,11 @@ def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_file(
-    path: str | os.PathLike, mode: str = "wb", durable: bool = True, **open_args: Any
+    path: str | os.PathLike,
+    mode: str = "wb",
+    durable: bool = True,
+    what: str | None = None,
+    **open_args: Any,
 ) -> Iterator[Any]:
     """A file to write ``path`` through: readers see the old file or the whole new one.
 
@@ -125,20 +232,18 @@ def atomic_file(
     so that it also survives a power cut (a killed process needs no fsync).
     The sibling's name carries the writer's pid: :func:`remove_stale_temporaries`
     clears those of writers that were killed.  A device, pipe or socket (``/dev/null``,
-    a FIFO) is written in place: replacing it would break whoever reads it.
-    Errors the user can act on (no space, no permission) are OutputErrors.
+    a FIFO, ``/dev/stdout``) is written in place: replacing it would break whoever reads
+    it.  Errors the user can act on (no space, no permission) are OutputErrors naming
+    ``what`` is left as it was.
     """
     path = Path(path)
     if is_stream(path):
-        with writing(path), open(path, mode, **open_args) as f:
+        with writing(path, what, stream=True), _open_stream(path, mode, **open_args) as f:
             yield f
         return
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    fd, tmp = _temporary_sibling(path, what)
     try:
-        with writing(path):
+        with writing(path, what):
             os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, mode, **open_args) as f:
                 yield f
@@ -151,10 +256,45 @@ def atomic_file(
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+def _temporary_sibling(path: Path, what: str | None) -> tuple[int, str]:
+    """A new private file next to ``path``, to be renamed over it: (descriptor, path)."""
+    with writing(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        return tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, durable: bool = True, what: str | None = None
+) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never part."""
-    with atomic_file(path, durable=durable) as f:
+    with atomic_file(path, durable=durable, what=what) as f:
         f.write(data)
+
+
+def atomic_write_files(files: Mapping[str | os.PathLike, bytes], what: str) -> None:
+    """Write several files (path -> bytes) that belong together, ``what`` (a model: its
+    weights and their metadata), each as :func:`atomic_write_bytes` does; none replaces
+    its previous file before all are written, so a full disk leaves every one as it was."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            fd, tmp = _temporary_sibling(path, what)
+            staged.append((tmp, path))
+            with writing(path, what):
+                os.fchmod(fd, FILE_MODE)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        for tmp, path in staged:
+            with writing(path, what):
+                os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _temp_prefix(path: Path) -> str:
@@ -216,19 +356,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def check_output_folder(
-    directory: str | os.PathLike, ours: Iterable[str], what: str = "outputs"
+    directory: str | os.PathLike,
+    ours: Iterable[str] | None,
+    what: str = "outputs",
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Refuse to replace a folder that holds anything but files named in ``ours`` (what the
-    command writes there), or that holds the working folder: it would be deleted whole."""
+    """Refuse, before any work, a folder the command cannot write its ``what`` into.
+
+    Every output folder must be a folder (or missing, below folders) that can be written
+    in.  ``ours``: the folder is replaced whole, so it may hold only files of these names
+    (what the command writes there), none of the command's ``inputs``, and must not be the
+    working folder, hold it, or be a mount point.  None: files are written into it one by
+    one and whatever else it holds stays.
+    """
     directory = Path(directory)
-    if not directory.exists() and not directory.is_symlink():
+    todo = f"give a folder for the {what}"
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: is a file, not a folder; {todo}")
+    _check_parent(directory, directory if ours is None else directory.parent, todo)
+    if ours is None or not directory.is_dir():
         return directory
-    if not directory.is_dir():
-        raise OutputError(f"{directory}: is a file, not a folder; give a folder for the {what}")
+    whole = f"and would be replaced whole; give a folder of its own for the {what}"
     if Path.cwd().resolve().is_relative_to(directory.resolve()):
+        raise OutputError(f"{directory}: is the working folder or holds it, {whole}")
+    for path in inputs:
+        if Path(path).resolve().is_relative_to(directory.resolve()):
+            raise OutputError(f"{directory}: holds the input {path}, {whole}")
+    if os.path.ismount(directory):
         raise OutputError(
-            f"{directory}: is the working folder or holds it, and would be replaced whole; "
-            f"give a folder of its own for the {what}"
+            f"{directory}: is a mount point, which cannot be replaced; give a folder inside "
+            f"it for the {what}, such as {directory / 'out'}"
         )
     ours = set(ours)
     for entry in sorted(directory.iterdir()):
@@ -242,7 +399,10 @@ def check_output_folder(
 
 
 def atomic_write_dir(
-    directory: str | os.PathLike, files: Mapping[str, bytes], ours: Iterable[str] = ()
+    directory: str | os.PathLike,
+    files: Mapping[str, bytes],
+    ours: Iterable[str] = (),
+    what: str = "outputs",
 ) -> Path:
     """Replace ``directory`` by a folder holding exactly ``files`` (name -> bytes).
 
@@ -251,32 +411,38 @@ def atomic_write_dir(
     mixture.  A folder holding anything but ``files`` and ``ours`` (other names the
     command writes there) is refused (:func:`check_output_folder`).
     """
-    directory = check_output_folder(directory, {*files, *ours})
-    with writing(directory, f"{directory.name} folder"):
+    directory = check_output_folder(directory, {*files, *ours}, what)
+    kept = f"{directory.name} folder"
+    with writing(directory, kept):
         directory.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(directory.parent)
         staging = Path(
             tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory), suffix=".tmp")
         )
     try:
-        staging.chmod(DIR_MODE)
-        with writing(directory, f"{directory.name} folder"):
+        with writing(directory, kept):
+            staging.chmod(DIR_MODE)
             for name, data in files.items():
                 with open(staging / name, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-        if directory.exists():
+            if not directory.exists():
+                os.replace(staging, directory)
+                return directory
             old = Path(
                 tempfile.mkdtemp(
                     dir=directory.parent, prefix=_temp_prefix(directory), suffix=".old"
                 )
             )
             os.replace(directory, old / directory.name)
-            os.replace(staging, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
+            try:
+                os.replace(staging, directory)
+            except BaseException:
+                os.replace(old / directory.name, directory)  # the previous folder stays
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

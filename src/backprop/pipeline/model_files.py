@@ -19,7 +19,7 @@ from typing import Any
 from backprop.errors import ConfigError, ModelFileError
 from backprop.nn.activations import make_activation
 from backprop.nn.network import MLP
-from backprop.pipeline.files import atomic_write_bytes, atomic_write_text, npz_bytes, read_npz
+from backprop.pipeline.files import atomic_write_files, npz_bytes, read_npz
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.npz"
@@ -57,9 +57,13 @@ def save_model(
         "weights_sha256": hashlib.sha256(data).hexdigest(),
         "extra": dict(extra or {}),
     }
-    atomic_write_bytes(directory / WEIGHTS_FILE, data)
-    # Metadata last: a folder whose metadata exists has its weights too.
-    atomic_write_text(directory / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    # Both written before either replaces its file (a full disk keeps the previous model
+    # whole), then the metadata last: a folder whose metadata exists has its weights too.
+    files = {
+        directory / WEIGHTS_FILE: data,
+        directory / METADATA_FILE: (json.dumps(metadata, indent=2) + "\n").encode("utf-8"),
+    }
+    atomic_write_files(files, "model")
     return directory
 
 

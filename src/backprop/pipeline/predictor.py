@@ -51,12 +51,17 @@ class Predictor:
         except (TypeError, ValueError) as err:
             raise InputError(f"feature values must be numbers ({err})") from None
 
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Raw feature rows (n, n_features) scaled as preprocess scaled the training rows:
+        float32, whatever the network's dtype, so that a row the network was trained or
+        evaluated on gives the same probabilities here."""
+        return self.scaler.transform(X, dtype="float32")
+
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes) of raw feature rows (n, n_features)."""
         if not np.isfinite(X).all():
             raise InputError("feature values must be finite numbers")
-        scaled = self.scaler.transform(X, dtype=self.network.dtype.name)
-        return self.network.predict_proba(scaled)
+        return self.network.predict_proba(self.scale(X))
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_matrix(self.features(frame))

@@ -131,11 +131,37 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     problem = str(getattr(err, "problem", None) or err).strip()
     if "'\\t'" in problem:
         return "a tab, which YAML does not allow for indenting; indent with spaces"
+    if problem.startswith("found duplicate key"):
+        return f"{problem}; give each key once"
     return problem
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently), as Hydra refuses it in ``conf/``."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<": keys it brings may repeat
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                except TypeError:  # unhashable: the safe loader refuses it below
+                    continue
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key}", key_node.start_mark,
+                    )  # fmt: skip
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping in a YAML params file (safe loader)."""
+    """The mapping in a YAML params file (safe loader; a key given twice is an error)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -144,7 +170,7 @@ def read_params(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read ({err})", source=str(path)) from None
     try:
-        params = yaml.safe_load(text)
+        params = yaml.load(text, Loader=_UniqueKeyLoader)  # the safe loader, stricter
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

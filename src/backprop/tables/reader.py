@@ -174,6 +174,13 @@ def read_header(path: str | os.PathLike) -> list[str]:
         raise DataError(f"{path}: permission denied") from None
     if not head.strip():
         raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+    packed = _compression(head)
+    if packed is not None:
+        kind, tool = packed
+        raise DataError(
+            f"{path}: is {kind}-compressed, not a CSV; decompress it first, or give the "
+            f"decompressed stream: <({tool} {path})"
+        )
     if b"\x00" in head:
         raise DataError(f"{path}: not a text file (it contains NUL bytes); expected a CSV")
     try:
@@ -195,6 +202,21 @@ def read_header(path: str | os.PathLike) -> list[str]:
             "feature, separated by commas"
         )
     return header
+
+
+def _compression(head: bytes) -> tuple[str, str] | None:
+    """(format, the command that prints it decompressed) of a compressed file's first bytes."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip", "zcat"
+    if head.startswith(b"BZh") and head[4:10] == b"1AY&SY":
+        return "bzip2", "bzcat"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz", "xzcat"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd", "zstdcat"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip", "unzip -p"
+    return None
 
 
 def _label_column(path: Path, header: list[str], label_column: str | None) -> str:
@@ -272,7 +294,7 @@ def _read_all(
         X, nulls = _values(batch, features)
         text = _text(batch.column(label))
         missing = _check_training_rows(
-            path, header, label, seen + 1, X, nulls, text == "", drop_missing
+            path, header, label, seen + 1, X, nulls, _blank(batch.column(label)), drop_missing
         )
         if missing is not None:
             dropped.append(seen + 1 + np.flatnonzero(missing))
@@ -422,6 +444,7 @@ def _batches(
     """The CSV's rows (read from ``source`` if given) a block at a time, typed as ``types``
     says; the first problem pyarrow meets is raised as a DataError."""
     refused, blank = [], []  # rows pyarrow could not split into the header's columns
+    started = False
 
     def refuse(row):  # pyarrow swallows what is raised in here: keep the row, then stop
         if not row.text.strip():  # only spaces: a blank line, as pandas had it
@@ -442,10 +465,13 @@ def _batches(
                 strings_can_be_null=False,
             ),
         )
+        started = True
         for batch in reader:
             if batch.num_rows:
                 yield batch
     except pa.ArrowInvalid as err:
+        if not started and "Empty CSV file" in str(err):
+            return  # the header, without a line end, is the whole file: no rows
         raise _parse_error(path, header, err, refused, blank) from None
 
 
@@ -525,6 +551,14 @@ def _bad_cells(X: np.ndarray, nulls: np.ndarray | None, limit: float) -> np.ndar
     if nulls is not None:
         bad &= ~nulls
     return bad if bad.any() else None
+
+
+def _blank(cells: pa.Array) -> np.ndarray:
+    """(m,) True where a text cell is empty or only spaces: a label left out."""
+    length = pc.utf8_length(pc.utf8_trim_whitespace(cells))
+    if pc.min(length).as_py() != 0:
+        return np.zeros(len(cells), bool)
+    return np.array(pc.equal(length, 0).to_pylist(), bool)
 
 
 def _text(cells: pa.Array) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from backprop.nn.metrics import classification_report, confusion_matrix
 from backprop.nn.network import one_hot
 from backprop.pipeline import plots
-from backprop.pipeline.files import atomic_write_bytes, atomic_write_dir
+from backprop.pipeline.files import atomic_write_bytes, atomic_write_dir, check_output_folder
 from backprop.pipeline.model_files import load_model
 from backprop.pipeline.prepared import load_prepared
 from backprop.pipeline.runlog import NO_LOG, RunLog
@@ -64,6 +64,9 @@ def evaluate(
 
 def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]:
     """Test metrics of the model in ``model``; writes the reports and returns the metrics."""
+    reports = Path(reports)
+    check_output_folder(reports, None, "reports")  # before the work, and before any report
+    check_output_folder(reports / FIGURES_DIR, FIGURES, "figures")
     network, meta = load_model(model)
     data = load_prepared(prepared)
     classes = meta["classes"]
@@ -73,7 +76,6 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]
     report = classification_report(y, predicted, classes)
     metrics = {"test": {"loss": float(loss), **report}}
 
-    reports = Path(reports)
     atomic_write_bytes(reports / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
     lines = ["actual,predicted"] + [
         f"{_csv_cell(classes[a])},{_csv_cell(classes[p])}" for a, p in zip(y, predicted)
@@ -86,7 +88,7 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]
     if plots.image_side(X.shape[1]):
         figures["first_layer.png"] = plots.first_layer_weights(network.weights[0])
         figures["misclassified.png"] = plots.misclassified(X, y, predicted, classes)
-    atomic_write_dir(reports / FIGURES_DIR, figures, ours=FIGURES)
+    atomic_write_dir(reports / FIGURES_DIR, figures, ours=FIGURES, what="figures")
     return metrics
 
 

@@ -82,7 +82,7 @@ def preprocess(
     settings: Settings, *, csv: Path, prepared: Path, log: RunLog = NO_LOG, progress: bool = True
 ) -> Preprocessed:
     """The stage: read, split and scale ``csv``, then replace the folder ``prepared``."""
-    check_output_folder(prepared, PREPARED_FILES, "prepared splits")  # before the work
+    check_output_folder(prepared, PREPARED_FILES, "prepared splits", [csv])  # before the work
     data = settings.data
     with readable_file(csv) as local:  # a pipe is read once, into a temporary file
         result = prepare(local, settings.preprocess, data.label_column, data.drop_missing)

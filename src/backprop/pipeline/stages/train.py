@@ -31,7 +31,7 @@ from backprop.nn.training import (
 from backprop.nn.training import train as train_network
 from backprop.pipeline import plots
 from backprop.pipeline.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from backprop.pipeline.files import atomic_write_bytes
+from backprop.pipeline.files import atomic_write_bytes, check_output_folder
 from backprop.pipeline.interrupt import Interrupted, deferred
 from backprop.pipeline.model_files import save_model
 from backprop.pipeline.prepared import Prepared, load_prepared
@@ -101,6 +101,8 @@ def train(
 
     ``log`` records the run and sees every epoch; ``progress`` shows a bar on a terminal.
     """
+    check_output_folder(model, None, "model")  # before the work: they are written after it
+    check_output_folder(reports, None, "training reports")
     data = load_prepared(prepared)
     log.training_started(settings, data.source)
     # One Generator from the seed: first the initial weights, then the batch order.
