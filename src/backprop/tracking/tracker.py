@@ -30,6 +30,14 @@ from backprop.pipeline.project import git_state
 from backprop.pipeline.settings import Settings
 from backprop.tracking.store import Store, database_written, mlflow, quiet, unwritable
 
+# What a run logs as metrics, and nothing more (the MLflow UI draws a chart per metric):
+# the per-epoch series, then one value each of the weights kept and of the test split.
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "learning_rate")
+HEADLINE_METRICS = (
+    "kept_val_accuracy", "kept_val_loss", "best_epoch", "test_accuracy", "test_loss",
+    "test_macro_f1",
+)  # fmt: skip
+
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": "0.1"}``; lists stay whole."""
