@@ -31,7 +31,7 @@ def train_model(prepared, model, reports, config, callback=None):
 
 
 def evaluate_model(model, prepared, reports):
-    return evaluate(None, model=model, prepared=prepared, reports=reports).metrics
+    return evaluate(None, model=model, prepared=prepared, reports=reports)
 
 
 def test_confusion_and_scores_by_hand():
@@ -89,11 +89,21 @@ def test_train_then_evaluate_writes_model_reports_and_figures(prepared, tmp_path
     assert meta["layer_sizes"] == [64, 32, 10] and meta["classes"] == list(range(10))
     assert meta["extra"]["scaler"]["mode"] == "per_feature"
 
-    metrics = evaluate_model(tmp_path / "model", prepared / "prepared", tmp_path / "reports")
+    evaluated = evaluate_model(tmp_path / "model", prepared / "prepared", tmp_path / "reports")
+    metrics = evaluated.metrics
     assert metrics == json.loads((tmp_path / "reports" / "metrics.json").read_text())
     test = metrics["test"]
+    assert set(test) == {"accuracy", "loss", "macro_f1"}  # the headline: per class elsewhere
     assert test["accuracy"] > 0.85 and 0 < test["loss"] < 1
-    assert set(test["per_class"]) == {str(c) for c in range(10)}
+    # the validation scores and epochs of the weights kept, as training recorded them
+    kept = trained.history.kept()
+    assert metrics["val"] == {"accuracy": kept.val_accuracy, "loss": kept.val_loss}
+    assert metrics["epochs"] == len(trained.history.epochs)
+    assert metrics["kept_epoch"] == (trained.history.best_epoch or len(trained.history.epochs))
+    per_class = (tmp_path / "reports" / "per_class.csv").read_text().splitlines()
+    assert per_class[0] == "class,precision,recall,f1,support" and len(per_class) == 11
+    assert [row["class"] for row in evaluated.per_class] == [str(c) for c in range(10)]
+    assert sum(row["support"] for row in evaluated.per_class) == 269
     confusion = (tmp_path / "reports" / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + 269
     figures = sorted(p.name for p in (tmp_path / "reports" / "figures").iterdir())
@@ -117,6 +127,7 @@ def test_same_config_same_bytes(prepared, tmp_path):
         "reports/history.csv",
         "reports/training.png",
         "reports/metrics.json",
+        "reports/per_class.csv",
         "reports/confusion.csv",
         "reports/figures/confusion.png",
     ]

@@ -9,12 +9,14 @@ exactly as `dvc exp run -S` does.
 from __future__ import annotations
 
 import compileall
+import json
 import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
+from backprop.tracking.tracker import EPOCH_METRICS, HEADLINE_METRICS
 from helpers import REPO, fresh_copy, sh
 
 # Each test needs a fresh git copy of the repository and runs `dvc repro` in it.
@@ -59,14 +61,18 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     root, first, _ = project
     for stage in ("data", "preprocess", "train", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
-    test = yaml.safe_load((root / "data/reports/metrics.json").read_text())["test"]
+    metrics = yaml.safe_load((root / "data/reports/metrics.json").read_text())
+    test = metrics["test"]
     assert 0.5 < test["accuracy"] <= 1 and test["loss"] > 0 and 0 < test["macro_f1"] <= 1
-    assert set(test["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["epochs"] == 4 and 1 <= metrics["kept_epoch"] <= 4
+    assert 0.5 < metrics["val"]["accuracy"] <= 1
+    per_class = (root / "data/reports/per_class.csv").read_text().splitlines()
+    assert per_class[0] == "class,precision,recall,f1,support" and per_class[8].startswith("7,")
     shown = sh(root, "dvc", "metrics", "show")
     assert "test.accuracy" in shown.stdout
 
 
-def test_the_run_is_tracked_in_mlflow(project):
+def test_the_run_is_tracked_in_mlflow(project, tmp_path):
     root, _, _ = project
     client, runs = mlflow_runs(root)
     run = runs[0]
@@ -76,15 +82,23 @@ def test_the_run_is_tracked_in_mlflow(project):
     assert params["train.epochs"] == "4" and params["data.path"] == "data/raw/digits.csv"
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == [1, 2, 3, 4]
-    assert {"test_accuracy", "test_loss", "test_macro_f1", "test_f1_class_3"} <= set(
-        run.data.metrics
-    )
+    # a few metrics, the same names in every run: per-class scores are a table artifact
+    assert set(run.data.metrics) == set(EPOCH_METRICS + HEADLINE_METRICS)
+    assert run.data.metrics["test_accuracy"] == round(run.data.metrics["test_accuracy"], 4)
+    path = client.download_artifacts(run.info.run_id, "reports/per_class.json", str(tmp_path))
+    table = json.loads(Path(path).read_text())
+    assert table["columns"] == ["class", "precision", "recall", "f1", "support"]
+    assert [row[0] for row in table["data"]] == [str(c) for c in range(10)]
+    logged = json.loads(run.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "reports/per_class.json", "type": "table"} in logged  # the UI's table view
+    assert run.info.run_name.startswith("repro ")  # not a random name
     assert run.data.tags["git_commit"] != "unknown" and len(run.data.tags["dataset_digest"]) == 64
     assert run.inputs.dataset_inputs[0].dataset.name == "digits.csv"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "reports"} <= top
     reports = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
-    assert {"reports/metrics.json", "reports/dvc.lock", "reports/training.png"} <= reports
+    assert {"reports/metrics.json", "reports/dvc.lock", "reports/training.png",
+            "reports/per_class.csv"} <= reports  # fmt: skip
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "reports/figures")}
     assert "reports/figures/misclassified.png" in figures
 

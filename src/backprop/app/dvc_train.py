@@ -7,13 +7,14 @@ checkpoint it resumes) and leaves its id in ``data/.mlflow-run`` for
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from backprop.pipeline.checkpoints import recorded_run_id
 from backprop.pipeline.files import atomic_write_text
 from backprop.pipeline.prepared import read_source
-from backprop.pipeline.project import RUN_FILE
+from backprop.pipeline.project import RUN_FILE, git_state, project_root
 from backprop.pipeline.registry import Stage
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.train import TrainingInterrupted, checkpoint_of
@@ -32,10 +33,12 @@ def run(stage: Stage, settings: Settings, source: str | None, ports: dict[str, P
     if settings.train.resume and data:
         resume = recorded_run_id(checkpoint_of(settings, data["sha256"]))
         resume = resume if resume and store.run_exists(resume) else None
+    name, tags = run_name()
     try:
         with Tracker.open(
-            store, settings.experiment_name, resume_run_id=resume, params_file=source
-        ) as tracker:
+            store, settings.experiment_name, resume_run_id=resume, params_file=source,
+            run_name=name, tags=tags,
+        ) as tracker:  # fmt: skip
             result = stage.function(settings, **ports, log=tracker)
             atomic_write_text(RUN_FILE, tracker.run_id + "\n")
     except TrainingInterrupted as err:
@@ -46,6 +49,20 @@ def run(stage: Stage, settings: Settings, source: str | None, ports: dict[str, P
         return err.exit_status
     print(f"{result.summary}; MLflow run {tracker.run_id}")
     return 0
+
+
+def run_name() -> tuple[str, dict[str, str]]:
+    """The MLflow run's name and tags: the experiment's name under `dvc exp run` (which sets
+    DVC_EXP_NAME, queued runs included), so that a run and its DVC experiment are found by
+    one name; else ``repro <commit>``."""
+    name = os.environ.get("DVC_EXP_NAME")
+    if name:
+        tags = {"dvc_exp_name": name}
+        if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+            tags["dvc_baseline_rev"] = baseline
+        return name, tags
+    commit = git_state(project_root())["git_commit"]
+    return (f"repro {commit[:7]}" if commit != "unknown" else "repro"), {}
 
 
 def _source(prepared: Path) -> dict | None:

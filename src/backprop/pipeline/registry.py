@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 class Port:
     """A path a stage reads or writes: its argument name, and where the DVC pipeline keeps it.
 
-    ``files``: for a folder whose files DVC tracks one by one, file name -> how
-    (``metrics`` or ``plots``, never cached: they are small and committed).
+    ``files``: for a folder whose files DVC tracks one by one, file name -> how:
+    ``metrics`` or ``plots`` (small text, not cached: git keeps them, so that every
+    experiment's commit holds them for ``dvc exp show`` and ``dvc plots diff``), or
+    ``cached plots`` (images, kept in DVC's cache).
     """
 
     name: str
@@ -123,7 +125,7 @@ STAGES: tuple[Stage, ...] = (
                 "reports",
                 "data/reports",
                 "the folder for history.csv and training.png",
-                files={"history.csv": "plots", "training.png": "plots"},
+                files={"history.csv": "plots", "training.png": "cached plots"},
             ),
         ),
         tracked=True,
@@ -140,8 +142,13 @@ STAGES: tuple[Stage, ...] = (
             Port(
                 "reports",
                 "data/reports",
-                "the folder for metrics.json, confusion.csv and figures/",
-                files={"metrics.json": "metrics", "confusion.csv": "plots", "figures": "plots"},
+                "the folder for metrics.json, per_class.csv, confusion.csv and figures/",
+                files={
+                    "metrics.json": "metrics",
+                    "per_class.csv": "plots",
+                    "confusion.csv": "plots",
+                    "figures": "cached plots",
+                },
             ),
         ),
         tracked=True,

@@ -33,8 +33,12 @@ class RunLog(Protocol):
     ) -> None:
         """The model folder is written, with the training reports."""
 
-    def evaluated(self, metrics: dict[str, Any], reports: list[Path], figures: Path) -> None:
-        """The test metrics and the evaluation's reports and figures."""
+    def evaluated(
+        self, metrics: dict[str, Any], per_class: list[dict[str, Any]], reports: list[Path],
+        figures: Path,
+    ) -> None:  # fmt: skip
+        """The headline metrics (metrics.json), the per-class table, the evaluation's
+        reports and figures."""
 
 
 class _NoLog:
@@ -54,7 +58,10 @@ class _NoLog:
     ) -> None:
         pass
 
-    def evaluated(self, metrics: dict[str, Any], reports: list[Path], figures: Path) -> None:
+    def evaluated(
+        self, metrics: dict[str, Any], per_class: list[dict[str, Any]], reports: list[Path],
+        figures: Path,
+    ) -> None:  # fmt: skip
         pass
 
 

@@ -16,6 +16,7 @@ warning at the end lists what was not logged.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,10 +32,11 @@ from backprop.pipeline.settings import Settings
 from backprop.tracking.store import Store, database_written, mlflow, quiet, unwritable
 
 # What a run logs as metrics, and nothing more (the MLflow UI draws a chart per metric):
-# the per-epoch series, then one value each of the weights kept and of the test split.
+# the per-epoch series, then one value each of the weights kept and of the test split
+# (metrics.json's numbers; per-class scores go in a table artifact, not in metrics).
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "learning_rate")
 HEADLINE_METRICS = (
-    "kept_val_accuracy", "kept_val_loss", "best_epoch", "test_accuracy", "test_loss",
+    "kept_val_accuracy", "kept_val_loss", "kept_epoch", "test_accuracy", "test_loss",
     "test_macro_f1",
 )  # fmt: skip
 
@@ -200,53 +202,56 @@ class Tracker:
         """The training reports and the pyfunc model, which holds the model folder (weights,
         classes, scaler): ``mlflow.pyfunc.load_model`` turns raw rows into labels."""
         self.flush()
-        kept = history.kept().val_accuracy
         self._guarded("the model and the training reports", self._log_model, model, reports,
-                      prepared, history.best_epoch, kept)  # fmt: skip
+                      prepared, history)  # fmt: skip
 
     def _log_model(
-        self, model: Path, reports: list[Path], prepared: Prepared, best_epoch: int | None,
-        kept: float | None,
-    ) -> None:  # fmt: skip
+        self, model: Path, reports: list[Path], prepared: Prepared, history: History
+    ) -> None:
         from backprop.tracking.pyfunc import log_pyfunc
 
         client = self.store.client
-        metrics = {}
-        if kept is not None:  # the validation accuracy of the weights kept, to rank runs by
-            metrics["kept_val_accuracy"] = kept
-        if best_epoch is not None:
-            metrics["best_epoch"] = best_epoch
-        if metrics:
-            self._log_metrics(metrics)
+        kept = history.kept()  # the weights written: what runs are ranked by
+        self._log_metrics(
+            {
+                "kept_val_accuracy": kept.val_accuracy,
+                "kept_val_loss": kept.val_loss,
+                "kept_epoch": history.best_epoch or len(history.epochs),
+            }
+        )
         for path in reports:
             client.log_artifact(self.run_id, str(path), "reports")
         weights_sha256 = log_pyfunc(self.store, self.run_id, model, prepared)
         # The weights' hash, to tell a bit-identical reproduction (`backprop reproduce`).
         client.set_tag(self.run_id, "weights_sha256", weights_sha256)
 
-    def evaluated(self, metrics: dict[str, Any], reports: list[Path], figures: Path) -> None:
-        self._guarded("the test metrics and figures", self._log_evaluation, metrics, reports,
-                      figures)  # fmt: skip
+    def evaluated(
+        self, metrics: dict[str, Any], per_class: list[dict[str, Any]], reports: list[Path],
+        figures: Path,
+    ) -> None:  # fmt: skip
+        self._guarded("the test metrics and figures", self._log_evaluation, metrics, per_class,
+                      reports, figures)  # fmt: skip
 
-    def _log_evaluation(self, metrics: dict[str, Any], reports: list[Path], figures: Path) -> None:
-        test = metrics["test"]
-        values = {f"test_{k}": v for k, v in test.items() if isinstance(v, float)}
-        for label, scores in test["per_class"].items():
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-            for name in ("precision", "recall", "f1"):
-                values[f"test_{name}_class_{safe}"] = scores[name]
-        self._log_metrics(values)
+    def _log_evaluation(
+        self, metrics: dict[str, Any], per_class: list[dict[str, Any]], reports: list[Path],
+        figures: Path,
+    ) -> None:  # fmt: skip
+        self._log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
         client = self.store.client
         for path in [*reports, *map(Path, self.extra_reports)]:
             if path.exists():
                 client.log_artifact(self.run_id, str(path), "reports")
         client.log_artifacts(self.run_id, str(figures), "reports/figures")
+        if per_class:
+            _log_table(client, self.run_id, per_class, PER_CLASS_TABLE)
 
-    def _log_metrics(self, values: dict[str, float]) -> None:
+    def _log_metrics(self, values: dict[str, float | None]) -> None:
+        """One value each, rounded to 4 significant digits as tables show them (the run's
+        metrics.json artifact keeps every digit); missing values are left out."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]
+        metrics = [Metric(k, rounded(v), now, 0) for k, v in values.items() if v is not None]
         self.store.client.log_batch(self.run_id, metrics=metrics)
 
     # -- a server that went away ---------------------------------------------------------
@@ -288,6 +293,31 @@ class Tracker:
         if self.store.is_server:
             return f"server {self.store.shown} stopped answering"
         return f"store {self.store.shown} could not be written"
+
+
+PER_CLASS_TABLE = "reports/per_class.json"
+
+
+def _log_table(client: Any, run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
+    """``rows`` as an MLflow table artifact: the artifact view shows it as a table and
+    ``MlflowClient.load_table`` joins it across runs.  Written as ``log_table`` writes it
+    (pandas' "split" JSON and the ``mlflow.loggedArtifacts`` tag), but replaced rather than
+    appended to, as ``log_table`` would when evaluate runs again in the same run."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    columns = list(rows[0])
+    table = {"columns": columns, "data": [[row[c] for c in columns] for row in rows]}
+    client.log_dict(run_id, table, artifact_file)
+    logged = json.loads(client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    entry = {"path": artifact_file, "type": "table"}
+    if entry not in logged:
+        client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+
+def rounded(value: float) -> float:
+    """``value`` to 4 significant digits: 0.9851, 0.05621, 1.35e+10."""
+    value = float(value)
+    return float(f"{value:.4g}") if math.isfinite(value) else value
 
 
 def _param(key: str, value: str) -> Any:

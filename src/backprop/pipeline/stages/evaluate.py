@@ -1,10 +1,13 @@
 """Stage 4: score the trained model on the test split.
 
-Writes into ``reports``: ``metrics.json`` (test accuracy, loss, macro F1 and
-per-class precision/recall/F1), ``confusion.csv`` (one ``actual,predicted``
-row per test example, for DVC's confusion template) and ``figures/`` (the
-confusion matrix; for square images also the first layer's weights and the
-misclassified examples), replaced as a whole.
+Writes into ``reports``: ``metrics.json``, the headline numbers that
+``dvc exp show`` puts side by side (test accuracy, loss and macro F1; the
+validation accuracy and loss of the weights kept; epochs trained and kept),
+``per_class.csv`` (precision, recall, F1 and support per class, a DVC plot),
+``confusion.csv`` (one ``actual,predicted`` row per test example, for DVC's
+confusion template) and ``figures/`` (the confusion matrix; for square images
+also the first layer's weights and the misclassified examples), replaced as a
+whole.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from backprop.pipeline.settings import Settings
 
 METRICS_FILE = "metrics.json"
+PER_CLASS_FILE = "per_class.csv"
 CONFUSION_FILE = "confusion.csv"
 FIGURES_DIR = "figures"
 FIGURES = ("confusion.png", "first_layer.png", "misclassified.png")
@@ -35,7 +39,8 @@ FIGURES = ("confusion.png", "first_layer.png", "misclassified.png")
 
 @dataclass(frozen=True)
 class Evaluated:
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # as in metrics.json
+    per_class: list[dict[str, Any]]  # rows of per_class.csv
 
     @property
     def test(self) -> dict[str, Any]:
@@ -54,15 +59,14 @@ def evaluate(
     log: RunLog = NO_LOG, progress: bool = True,
 ) -> Evaluated:  # fmt: skip
     """The stage: test metrics of the model in ``model``; writes the reports."""
-    metrics = evaluate_model(model, prepared, reports)
+    evaluated = evaluate_model(model, prepared, reports)
     reports = Path(reports)
-    log.evaluated(
-        metrics, [reports / METRICS_FILE, reports / CONFUSION_FILE], reports / FIGURES_DIR
-    )
-    return Evaluated(metrics)
+    written = [reports / name for name in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_FILE)]
+    log.evaluated(evaluated.metrics, evaluated.per_class, written, reports / FIGURES_DIR)
+    return evaluated
 
 
-def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]:
+def evaluate_model(model: Path, prepared: Path, reports: Path) -> Evaluated:
     """Test metrics of the model in ``model``; writes the reports and returns the metrics."""
     reports = Path(reports)
     check_output_folder(reports, None, "reports")  # before the work, and before any report
@@ -74,9 +78,11 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]
     loss, outputs = network.evaluate(X, one_hot(y, len(classes), network.dtype))
     predicted = outputs.argmax(axis=1)
     report = classification_report(y, predicted, classes)
-    metrics = {"test": {"loss": float(loss), **report}}
+    metrics = headline(float(loss), report, meta["extra"].get("training"))
+    per_class = [{"class": label, **scores} for label, scores in report["per_class"].items()]
 
     atomic_write_bytes(reports / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write_bytes(reports / PER_CLASS_FILE, _csv(per_class).encode())
     lines = ["actual,predicted"] + [
         f"{_csv_cell(classes[a])},{_csv_cell(classes[p])}" for a, p in zip(y, predicted)
     ]
@@ -89,7 +95,32 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> dict[str, Any]
         figures["first_layer.png"] = plots.first_layer_weights(network.weights[0])
         figures["misclassified.png"] = plots.misclassified(X, y, predicted, classes)
     atomic_write_dir(reports / FIGURES_DIR, figures, ours=FIGURES, what="figures")
+    return Evaluated(metrics, per_class)
+
+
+def headline(
+    test_loss: float, report: dict[str, Any], training: dict[str, Any] | None
+) -> dict[str, Any]:
+    """metrics.json: a few numbers, the same in every run, for DVC's and MLflow's tables.
+
+    ``val`` is the validation split scored by the weights kept (early stopping may keep
+    an earlier epoch than the last); ``training`` is what train recorded in model.json.
+    """
+    metrics: dict[str, Any] = {
+        "test": {"accuracy": report["accuracy"], "loss": test_loss, "macro_f1": report["macro_f1"]}
+    }
+    if training:
+        if training.get("val_accuracy") is not None:
+            metrics["val"] = {"accuracy": training["val_accuracy"], "loss": training["val_loss"]}
+        metrics["epochs"] = training["epochs"]
+        metrics["kept_epoch"] = training["kept_epoch"]
     return metrics
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    lines = [",".join(rows[0])] if rows else []
+    lines += [",".join(_csv_cell(value) for value in row.values()) for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _csv_cell(value: Any) -> str:

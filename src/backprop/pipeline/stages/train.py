@@ -163,6 +163,7 @@ def train(
             "label_column": data.label_column,
             "feature_names": data.feature_names,
             "scaler": data.scaler.to_dict(),
+            "training": training_summary(history),
         },
     )
     reports = Path(reports)
@@ -180,6 +181,18 @@ def train(
         checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     log.model_trained(Path(model), [reports / HISTORY_FILE, reports / CURVES_FILE], data, history)
     return Trained(network, history, data, Path(model))
+
+
+def training_summary(history: History) -> dict[str, float | int | None]:
+    """What evaluate reports of the training (model.json carries it): epochs trained,
+    the epoch kept, and the validation scores of the weights kept."""
+    kept = history.kept()
+    return {
+        "epochs": len(history.epochs),
+        "kept_epoch": history.best_epoch or len(history.epochs),
+        "val_accuracy": kept.val_accuracy,
+        "val_loss": kept.val_loss,
+    }
 
 
 def _network(settings: Settings, n_inputs: int, n_outputs: int, rng: np.random.Generator) -> MLP:
