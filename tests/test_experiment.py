@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from backprop.tracking.tracker import rounded
 from helpers import fresh_copy, kill_processes_in, mlflow_client, sh, venv_env
 
 # Fresh git copies, Hydra sweeps in subprocesses, DVC's queue.
@@ -65,7 +66,7 @@ def test_a_single_run_equals_dvc_repro_and_leaves_dvc_status_alone(project):
 
 
 def test_a_grid_sweep_nests_its_jobs_and_prepares_the_data_once(project):
-    sh(
+    result = sh(
         project, "backprop-experiment", "--multirun", "train.epochs=3", "train.patience=null",
         "optim.lr=1.0,0.3", "model.hidden_sizes=[32],[16]",
     )  # fmt: skip
@@ -79,12 +80,36 @@ def test_a_grid_sweep_nests_its_jobs_and_prepares_the_data_once(project):
     }  # fmt: skip
     assert parent.info.status == "FINISHED"
     assert parent.data.params["swept_params"] == "model.hidden_sizes, optim.lr"
-    best = max(jobs, key=lambda j: j.data.metrics["kept_val_accuracy"])
+    best = min(jobs, key=lambda j: (-j.data.metrics["kept_val_accuracy"],
+                                    j.data.metrics["kept_val_loss"]))  # fmt: skip
     assert parent.data.params["best_run_id"] == best.info.run_id
-    assert parent.data.metrics["best_kept_val_accuracy"] == best.data.metrics["kept_val_accuracy"]
+    # the parent's row is the best job's: its metrics and params under the same names
+    for key in ("kept_val_accuracy", "kept_val_loss", "test_accuracy", "test_macro_f1"):
+        assert parent.data.metrics[key] == best.data.metrics[key], key
+    assert parent.data.params["optim.lr"] == best.data.params["optim.lr"]
+    assert parent.data.tags["jobs"] == "4" and parent.data.tags["failed_jobs"] == "0"
+    assert parent.info.run_name == "sweep: lr=1.0,0.3 hidden_sizes=[32],[16]"
+    # each job named after what differs: the swept values only
+    names = {j.info.run_name for j in jobs}
+    assert names == {f"lr={lr} hidden_sizes=[{h}]" for lr in ("1.0", "0.3") for h in (32, 16)}
     assert "sweep_summary.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     table = sh(project, "backprop", "runs", "--sweep", "latest").stdout.splitlines()
     assert len(table) == 5 and "optim.lr" in table[0] and best.info.run_id in table[1]
+    # the terminal: the jobs best first, the best job's overrides and run, the UI
+    out = result.stdout.splitlines()
+    start = out.index("sweep of 4 jobs, best first (by kept_val_accuracy, ties by kept_val_loss):")
+    assert out[start + 1].split()[:2] == ["rank", "job"] and best.info.run_id in out[start + 2]
+    best_line = next(line for line in out if line.startswith("best: job "))
+    assert best_line.endswith(f"run {best.info.run_id}")
+    again = out[out.index(best_line) + 1]
+    lr, sizes = best.data.params["optim.lr"], best.data.params["model.hidden_sizes"]
+    assert again == (f"run it again: backprop-experiment train.epochs=3 train.patience=null "
+                     f"optim.lr={lr} 'model.hidden_sizes={sizes}'")  # fmt: skip
+    assert "mlflow ui --backend-store-uri" in result.stdout
+    assert f"/runs/{parent.info.run_id}" in result.stdout
+    figure = Path(next(line for line in out if line.startswith("figure: ")).split(": ", 1)[1])
+    assert figure.name == "sweep_summary.png" and "outputs/sweeps/" in figure.as_posix()
+    assert (project / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_failing_job_is_marked_failed_and_the_others_finish(project):
@@ -94,7 +119,7 @@ def test_a_failing_job_is_marked_failed_and_the_others_finish(project):
     )  # fmt: skip
     assert result.returncode == 1
     assert "job 1 failed: training diverged" in result.stderr
-    assert "1 job(s) failed: 1: " in result.stderr
+    assert "1 job(s) failed: 1 (lr=1e+30)" in result.stderr
     parent = latest_parent(project)
     _, jobs = runs_of(project, parent.info.run_id)
     status = {j.data.params["optim.lr"]: j.info.status for j in jobs}
@@ -120,7 +145,7 @@ def test_parallel_jobs_lose_no_run_and_no_metric(tmp_path):
         for metric in ("train_loss", "val_loss", "val_accuracy"):
             steps = [m.step for m in client.get_metric_history(job.info.run_id, metric)]
             assert sorted(steps) == [1, 2, 3], (job.info.run_name, metric, steps)
-    assert parent.data.metrics["jobs"] == 8 and parent.info.status == "FINISHED"
+    assert parent.data.tags["jobs"] == "8" and parent.info.status == "FINISHED"
 
 
 def test_a_bad_override_is_one_line(project):
@@ -213,7 +238,7 @@ def test_runs_and_sweeps_started_together_each_own_their_folder_and_model(projec
             run = client.get_run(run_id)
             assert run.data.tags["weights_sha256"] == sha256(folder / "model/weights.npz")
             metrics = json.loads((folder / "reports/metrics.json").read_text())
-            assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+            assert run.data.metrics["test_accuracy"] == rounded(metrics["test"]["accuracy"])
 
 
 def test_workers_of_a_sweep_whose_launcher_is_killed_end_and_their_runs_are_killed(tmp_path):

@@ -284,7 +284,7 @@ def test_sigterm_in_a_sweep_leaves_no_run_running(project):
     )
     assert jobs[0].info.run_id in {c.info.run_id for c in children}
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
-    assert resumed.info.status == "FINISHED" and resumed.data.metrics["jobs"] == 2
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["jobs"] == "2"
     assert not list((project / "outputs/checkpoints").glob("*.npz"))  # both finished
 
 

@@ -98,7 +98,7 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
         assert "View run" not in swept.stdout and swept.stdout.count("MLflow run ") == 4
         client = mlflow.MlflowClient(tracking_uri=uri)
         parent, jobs = sweep_jobs(client)
-        assert parent.info.status == "FINISHED" and parent.data.metrics["jobs"] == 4
+        assert parent.info.status == "FINISHED" and parent.data.tags["jobs"] == "4"
         assert len(jobs) == 4
         for job in jobs:
             assert job.info.status == "FINISHED"

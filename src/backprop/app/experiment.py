@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -36,7 +37,12 @@ from typing import Any
 from backprop.app.command import plain_warnings
 from backprop.app.compose import COMPOSED, compose_config, describe_config_error, register
 from backprop.app.job import run_job
-from backprop.app.sweep import PARENT_RUN_ENV, mark_parent_killed
+from backprop.app.sweep import (
+    PARENT_RUN_ENV,
+    job_run_name,
+    mark_parent_killed,
+    short_overrides,
+)
 from backprop.errors import ConfigError, UserError
 from backprop.pipeline.files import writing
 from backprop.pipeline.interrupt import graceful
@@ -83,14 +89,15 @@ def task(cfg: Any) -> float:
     except UserError as err:  # a sweep's combination that pre-flight did not compose
         if not multirun:
             raise SystemExit(f"{PROG}: error: {err}") from None
-        _record_failed_job(cfg, _run_name(hc), err)
+        _record_failed_job(cfg, _run_name(hc, multirun), _run_tags(hc, multirun), err)
         print(f"{PROG}: {name} failed: {err}", file=sys.stderr)
         return math.nan
     try:
         with _blas_threads(hc), graceful():
             outcome = run_job(
                 settings, params, job_dir, Store(), os.environ.get(PARENT_RUN_ENV),
-                run_name=_run_name(hc) if multirun else None, progress=not multirun,
+                run_name=_run_name(hc, multirun), tags=_run_tags(hc, multirun),
+                progress=not multirun,
             )  # fmt: skip
     except TrainingInterrupted as err:
         _sweep_killed(multirun)
@@ -172,11 +179,11 @@ def _resolve(cfg: Any) -> tuple[dict[str, Any], Settings]:
     return params, Settings.from_params(params, COMPOSED)
 
 
-def _record_failed_job(cfg: Any, run_name: str, err: UserError) -> None:
+def _record_failed_job(cfg: Any, run_name: str, tags: dict[str, str], err: UserError) -> None:
     """A job whose config does not validate is a FAILED run of the sweep all the same."""
     with contextlib.suppress(UserError), Tracker.open(
         Store(), cfg.experiment_name, parent_run_id=os.environ.get(PARENT_RUN_ENV),
-        run_name=run_name,
+        run_name=run_name, tags=tags,
     ):  # fmt: skip
         raise err
 
@@ -188,9 +195,21 @@ def _sweep_killed(multirun: bool) -> None:
         mark_parent_killed(Store(), parent)
 
 
-def _run_name(hc: Any) -> str:
-    overrides = ",".join(hc.overrides.task) or "defaults"
-    return f"{hc.job.num}: {overrides}"[:250]
+def _run_name(hc: Any, multirun: bool) -> str:
+    """What differs: a job's swept values (``lr=0.3 hidden_sizes=[16]``), a run's overrides."""
+    overrides = list(hc.overrides.task)
+    if multirun:
+        return job_run_name(overrides)
+    return short_overrides(overrides) or "defaults"
+
+
+def _run_tags(hc: Any, multirun: bool) -> dict[str, str]:
+    """The overrides whole, quoted for a shell (to copy onto a command line), and a job's
+    number in its sweep."""
+    tags = {"overrides": " ".join(shlex.quote(o) for o in hc.overrides.task)[:5000]}
+    if multirun:
+        tags["sweep_job"] = str(hc.job.num)
+    return tags
 
 
 def check_overrides(argv: list[str], conf: Path) -> None:

@@ -143,3 +143,18 @@ REGISTER = Command(
     arguments=_register_arguments,
     run=_register,
 )
+
+
+def rank_key(metrics: dict[str, float], sort: str = "kept_val_accuracy") -> tuple:
+    """Sort key of a run, lower is better: ``sort`` (losses ascending, others descending),
+    ties broken by the validation loss of the weights kept (never by a test metric), runs
+    without ``sort`` last."""
+
+    def value(name: str) -> float | None:
+        v = metrics.get(name)
+        return None if v is None or math.isnan(v) else v
+
+    main, tie = value(sort), value("kept_val_loss")
+    if main is None:
+        return (True, 0.0, 0.0)
+    return (False, main if sort.endswith("loss") else -main, math.inf if tie is None else tie)

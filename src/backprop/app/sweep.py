@@ -3,33 +3,85 @@
 :class:`SweepTracker` is a Hydra callback, so it runs in the launching
 process whatever the launcher: it creates (and migrates) the tracking
 database there, before parallel jobs could race on a fresh SQLite file, and
-hands the parent run's id to the jobs through the environment.  When the
-sweep ends it finds the children (tag ``mlflow.parentRunId``), records the
-best one (run id, params, kept validation accuracy) and a figure of
-validation accuracy against each swept parameter, and exits with status 1 if
-any job failed, naming them.
+hands the parent run's id and the swept keys (which name each job's run:
+``lr=0.3 hidden_sizes=[16]``) to the jobs through the environment.  When the
+sweep ends it finds the children (tag ``mlflow.parentRunId``), ranks them by
+the validation accuracy of the weights kept (ties by validation loss, never
+by a test metric), copies the best job's params and metrics into the parent
+under the same names, prints the table of jobs, the best job and how to see
+it in the MLflow UI, writes ``sweep_summary.png`` into the sweep's folder and
+the parent run, and exits with status 1 if any job failed, naming them.
 """
 
 from __future__ import annotations
 
 import atexit
 import io
+import json
 import math
 import os
+import shlex
 import sys
+import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from backprop.app.runs import swept_params
+from backprop.app.runs import format_table, rank_key, swept_params
 from backprop.errors import TrackingError
 from backprop.pipeline import plots
+from backprop.pipeline.files import atomic_write_bytes
 from backprop.tracking.store import Store
-from backprop.tracking.tracker import unreachable
+from backprop.tracking.tracker import HEADLINE_METRICS, unreachable
 
 PARENT_RUN_ENV = "BACKPROP_SWEEP_PARENT_RUN"
-SCORE = "kept_val_accuracy"
+SCORE = "kept_val_accuracy"  # what ranks jobs (ties: kept_val_loss; see runs.rank_key)
+SWEPT_KEYS_ENV = "BACKPROP_SWEPT_KEYS"  # the keys a sweep varies, for its jobs' run names
+UI_PORT = 5000
+
+
+# -- names that say what differs ------------------------------------------------------
+
+
+def _parsed(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(overrides)
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    """The keys of a sweep's command line that take several values (``optim.lr=1,0.3``)."""
+    return [o.key_or_group for o in _parsed(overrides) if o.is_sweep_override()]
+
+
+def short_overrides(overrides: list[str], keys: list[str] | None = None) -> str:
+    """``optim.lr=0.3 model.hidden_sizes=[16, 8]`` -> ``lr=0.3 hidden_sizes=[16,8]``: each key
+    by its last part (whole where two would read alike), only ``keys`` if given."""
+    parsed = [o for o in _parsed(overrides) if keys is None or o.key_or_group in keys]
+    last = [o.key_or_group.rsplit(".", 1)[-1] for o in parsed]
+    words = []
+    for override, short in zip(parsed, last):
+        key = short if last.count(short) == 1 else override.key_or_group
+        if override.is_sweep_override():
+            value = override.input_line.split("=", 1)[1]
+        else:
+            value = override.get_value_element_as_str()
+        words.append(f"{key}={value}")
+    return " ".join(words)[:250]
+
+
+def job_run_name(overrides: list[str]) -> str:
+    """A sweep job's run name: the values of the swept keys (all its overrides if the
+    sweep did not say which), e.g. ``lr=0.3 hidden_sizes=[16]``."""
+    swept = os.environ.get(SWEPT_KEYS_ENV)
+    keys = json.loads(swept) if swept else None
+    return short_overrides(overrides, keys or None) or "defaults"
+
+
+# -- the parent run -------------------------------------------------------------------
 
 
 class SweepTracker(Callback):
@@ -45,13 +97,15 @@ class SweepTracker(Callback):
             print(f"backprop-experiment: error: {err}", file=sys.stderr)
             sys.exit(2)
         overrides = list(config.hydra.overrides.task)
+        swept = swept_keys(overrides)
         run = self.store.client.create_run(
             experiment_id,
-            run_name=f"sweep: {' '.join(overrides)}"[:250],
+            run_name=f"sweep: {short_overrides(overrides, swept or None) or 'defaults'}"[:250],
             tags={"sweep": "parent", "sweep_overrides": " ".join(overrides)[:5000]},
         )
         self.parent_run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[SWEPT_KEYS_ENV] = json.dumps(swept)
         # A launcher that fails after this point never reaches on_multirun_end.
         atexit.register(self._abandoned)
 
@@ -70,12 +124,24 @@ class SweepTracker(Callback):
         if self.parent_run_id is None or self.store is None:
             return
         os.environ.pop(PARENT_RUN_ENV, None)
+        os.environ.pop(SWEPT_KEYS_ENV, None)
         try:
-            failed, best = summarise(self.store, self.parent_run_id, config.experiment_name)
+            summary = summarise(self.store, self.parent_run_id, config.experiment_name)
+            print(summary.report(self.store))
+            from omegaconf import OmegaConf
+
+            folder = Path(OmegaConf.select(config, "hydra.sweep.dir", default=None) or "-")
+            if summary.figure is not None and folder.is_dir():
+                atomic_write_bytes(folder / "sweep_summary.png", summary.figure)
+                print(f"figure: {folder / 'sweep_summary.png'}")
             name = config.get("registered_model_name")
+            best = summary.best
             if name and best is not None:
-                version = self.store.register_model(best, name)
-                print(f"registered the best job's model (run {best}) as models:/{name}/{version}")
+                version = self.store.register_model(best.info.run_id, name)
+                print(
+                    f"registered the best job's model (run {best.info.run_id}) as "
+                    f"models:/{name}/{version} (models:/{name}@champion)"
+                )
         except Exception as err:  # Hydra would log it and exit 0
             reason = unreachable(err) or (str(err) if isinstance(err, TrackingError) else None)
             if reason is None:  # a bug: its traceback, and a failed sweep all the same
@@ -84,9 +150,10 @@ class SweepTracker(Callback):
             print(f"backprop-experiment: error: the sweep's summary could not be logged to "
                   f"{self.store.shown}: {reason}", file=sys.stderr)  # fmt: skip
             sys.exit(1)
-        if failed:
-            names = ", ".join(failed)
-            print(f"backprop-experiment: {len(failed)} job(s) failed: {names}", file=sys.stderr)
+        if summary.failed:
+            names = ", ".join(_job(r) for r in summary.failed)
+            print(f"backprop-experiment: {len(summary.failed)} job(s) failed: {names}",
+                  file=sys.stderr)  # fmt: skip
             sys.exit(1)
 
 
@@ -99,37 +166,101 @@ def mark_parent_killed(store: Store, parent_run_id: str) -> None:
             raise
 
 
-def summarise(
-    store: Store, parent_run_id: str, experiment_name: str
-) -> tuple[list[str], str | None]:
-    """Log the best child and the summary figure into the parent.
+@dataclass
+class Summary:
+    """A finished sweep: its jobs best first (failed ones last), and its figure."""
 
-    Returns the failed jobs and the best job's run id (None if no job scored).
-    """
+    parent_run_id: str
+    experiment_id: str
+    ranked: list[Any]
+    failed: list[Any]
+    swept: list[str]
+    figure: bytes | None = None
+
+    @property
+    def best(self) -> Any | None:
+        return self.ranked[0] if self.ranked and _score(self.ranked[0]) is not None else None
+
+    def report(self, store: Store) -> str:
+        """What the terminal shows: the jobs best first, the best job, where to look."""
+        rows = []
+        for rank, run in enumerate(self.ranked, 1):
+            metrics = run.data.metrics
+            row = {"rank": str(rank), "job": run.data.tags.get("sweep_job", "?")}
+            row.update({k: run.data.params.get(k, "") for k in self.swept})
+            row.update({m: metrics.get(m) for m in TABLE_METRICS})
+            row["status"] = run.info.status
+            row["run_id"] = run.info.run_id
+            rows.append(row)
+        lines = [f"sweep of {len(self.ranked)} jobs, best first "
+                 f"(by {SCORE}, ties by kept_val_loss):", format_table(rows)]  # fmt: skip
+        best = self.best
+        if best is not None:
+            lines.append(f"best: job {_job(best)}, run {best.info.run_id}")
+            overrides = best.data.tags.get("overrides")
+            if overrides is not None:  # the job's own overrides, quoted for a shell
+                lines.append(f"run it again: backprop-experiment {overrides}".rstrip())
+        lines.append(f"compare them in the MLflow UI: {ui_hint(store)}"
+                     f"/#/experiments/{self.experiment_id}/runs/{self.parent_run_id}")  # fmt: skip
+        return "\n".join(lines)
+
+
+TABLE_METRICS = ("kept_val_accuracy", "kept_val_loss", "test_accuracy")
+
+
+def ui_hint(store: Store) -> str:
+    """How to open the UI on this store: the server's address, or the command to start one."""
+    if store.is_server:
+        return store.uri.rstrip("/")
+    return (f"mlflow ui --backend-store-uri {shlex.quote(store.uri)} --port {UI_PORT}, "
+            f"then http://127.0.0.1:{UI_PORT}")  # fmt: skip
+
+
+def summarise(store: Store, parent_run_id: str, experiment_name: str) -> Summary:
+    """Log the sweep's summary into the parent run: the best job's params and metrics under
+    the names its children use (the parent's row in the runs table is the best job's), the
+    counts as tags, and the figure.  Ties in validation accuracy go to the lower validation
+    loss; test metrics never choose."""
     client = store.client
     runs = store.children(parent_run_id, experiment_name)
-    failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
-    scored = [r for r in runs if r.info.status == "FINISHED" and _score(r) is not None]
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    failed = [r for r in runs if r.info.status != "FINISHED"]
+    ranked = sorted(runs, key=lambda r: (r.info.status != "FINISHED", rank_key(r.data.metrics)))
     swept = swept_params(runs)
+    summary = Summary(parent_run_id, experiment_id, ranked, failed, swept)
     client.log_param(parent_run_id, "swept_params", ", ".join(swept) or "none")
-    client.log_metric(parent_run_id, "jobs", len(runs))
-    client.log_metric(parent_run_id, "failed_jobs", len(failed))
-    if scored:
-        best = max(scored, key=_score)
-        client.log_param(parent_run_id, "best_run_id", best.info.run_id)
-        for key in swept:
-            client.log_param(parent_run_id, f"best.{key}", best.data.params.get(key))
-        client.log_metric(parent_run_id, f"best_{SCORE}", _score(best))
-        client.log_metric(parent_run_id, "best_test_accuracy", best.data.metrics["test_accuracy"])
-        figure = plots.sweep_summary(
+    client.set_tag(parent_run_id, "jobs", str(len(runs)))
+    client.set_tag(parent_run_id, "failed_jobs", str(len(failed)))
+    best = summary.best
+    if best is not None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        client.log_batch(
+            parent_run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in best.data.metrics.items()
+                     if k in HEADLINE_METRICS],
+            params=[Param("best_run_id", best.info.run_id)]
+            + [Param(k, v) for k, v in best.data.params.items()],
+        )  # fmt: skip
+        # in the jobs' order, so that categories read in the order they were swept
+        scored = [r for r in runs if r.info.status == "FINISHED" and _score(r) is not None]
+        summary.figure = plots.sweep_summary(
             [{k: r.data.params.get(k) for k in swept} for r in scored],
             [_score(r) for r in scored],
             swept,
             best_index=scored.index(best),
+            names=[r.data.tags.get("sweep_job", str(i)) for i, r in enumerate(scored)],
         )
-        client.log_image(parent_run_id, _image(figure), "sweep_summary.png")
+        client.log_image(parent_run_id, _image(summary.figure), "sweep_summary.png")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
-    return failed, best.info.run_id if scored else None
+    return summary
+
+
+def _job(run: Any) -> str:
+    job = run.data.tags.get("sweep_job")
+    name = run.info.run_name or run.info.run_id
+    return f"{job} ({name})" if job is not None else name
 
 
 def _score(run: Any) -> float | None:

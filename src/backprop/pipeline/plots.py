@@ -174,34 +174,78 @@ def misclassified(
 
 
 def sweep_summary(
-    params: list[dict[str, str]], scores: list[float], swept: list[str], best_index: int
-) -> bytes:
-    """Validation accuracy of each job against each swept parameter; the best job ringed."""
+    params: list[dict[str, str]], scores: list[float], swept: list[str], best_index: int,
+    names: list[str] | None = None,
+) -> bytes:  # fmt: skip
+    """Validation accuracy of each job against each swept parameter, one panel per parameter.
+
+    Each point is labelled with its job (jobs on the same spot share one label), the best
+    one is ringed in red, and no legend covers a point.  A numeric parameter whose values
+    span more than 10x is drawn on a log axis; any other on a linear or category axis.
+    """
     plt = _pyplot()
+    names = names or [str(i) for i in range(len(scores))]
     keys = swept or ["job"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.8 * len(keys), 4.4), squeeze=False)
+    labelled = len(scores) <= 30  # past that, labels would cover each other: the best only
     for ax, key in zip(axes[0], keys):
-        values = [p.get(key, str(i)) if swept else str(i) for i, p in enumerate(params)]
-        try:
-            xs = [float(v) for v in values]
-            numeric = len(set(xs)) > 1
-        except (TypeError, ValueError):
-            numeric = False
-        if numeric:
-            ax.scatter(xs, scores)
-            ax.scatter([xs[best_index]], [scores[best_index]], s=160, facecolors="none",
-                       edgecolors="tab:red", label="best")  # fmt: skip
-            if min(xs) > 0 and max(xs) / min(xs) >= 20:
-                ax.set_xscale("log")
+        values = [p.get(key) if swept else names[i] for i, p in enumerate(params)]
+        xs, ticks = _positions(values)
+        ax.scatter(xs, scores, zorder=2)
+        ax.scatter([xs[best_index]], [scores[best_index]], s=220, facecolors="none",
+                   edgecolors="tab:red", linewidths=2, zorder=3)  # fmt: skip
+        spots: dict[tuple[float, float], list[str]] = {}
+        for i, (x, y) in enumerate(zip(xs, scores)):
+            if labelled or i == best_index:
+                spots.setdefault((x, y), []).append(names[i])
+        _label_spots(ax, spots, scores)
+        if ticks is not None:
+            ax.set_xticks(range(len(ticks)), ticks, rotation=30 if len(ticks) > 3 else 0)
+            ax.set_xlim(-0.5, len(ticks) - 0.5)
         else:
-            labels = sorted(set(values), key=values.index)
-            positions = [labels.index(v) for v in values]
-            ax.scatter(positions, scores)
-            ax.scatter([positions[best_index]], [scores[best_index]], s=160, facecolors="none",
-                       edgecolors="tab:red", label="best")  # fmt: skip
-            ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0)
-        ax.set(xlabel=key, ylabel="validation accuracy (kept weights)")
-        ax.legend(loc="lower right")
-    fig.suptitle(f"Sweep of {len(scores)} jobs")
+            if min(xs) > 0 and max(xs) / min(xs) > 10:
+                ax.set_xscale("log")
+            distinct = sorted(set(xs))
+            if len(distinct) <= 10:  # ticks at the values swept, written as given
+                from matplotlib.ticker import NullLocator
+
+                shown = {float(v): str(v) for v in values}
+                ax.set_xticks(distinct, [shown[x] for x in distinct])
+                ax.xaxis.set_minor_locator(NullLocator())
+        ax.margins(x=0.15, y=0.15)
+        ax.grid(alpha=0.3)
+        ax.set(xlabel=key, ylabel="validation accuracy (weights kept)")
+    fig.suptitle(
+        f"Sweep of {len(scores)} jobs: best is job {names[best_index]} "
+        f"(ringed, {scores[best_index]:.4f})"
+    )
     fig.tight_layout()
     return _png(fig)
+
+
+def _label_spots(ax, spots: dict[tuple[float, float], list[str]], scores: list[float]) -> None:
+    """Label each spot with its jobs, right of the point; a label that would touch the one
+    below it on the same side goes to the left instead."""
+    close = (max(scores) - min(scores)) * 0.04 or 0.01
+    last: dict[tuple[float, int], float] = {}  # (x, side) -> y of the last label there
+    for (x, y), jobs in sorted(spots.items()):
+        side = 1
+        if abs(y - last.get((x, 1), -math.inf)) < close:
+            side = -1
+        last[(x, side)] = y
+        ax.annotate("job " + ", ".join(jobs), (x, y), xytext=(7 * side, 4),
+                    textcoords="offset points", fontsize=8,
+                    ha="left" if side > 0 else "right", va="bottom")  # fmt: skip
+
+
+def _positions(values: list) -> tuple[list[float], list[str] | None]:
+    """x of each value: the number itself, or (for values that are not all numbers, or
+    a single one) the index of the value among the distinct ones, with those as ticks."""
+    try:
+        xs = [float(v) for v in values]
+        if len(set(xs)) > 1:
+            return xs, None
+    except (TypeError, ValueError):
+        pass
+    ticks = [str(v) for v in dict.fromkeys(values)]
+    return [float(ticks.index(str(v))) for v in values], ticks
