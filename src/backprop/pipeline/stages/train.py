@@ -175,12 +175,21 @@ def train(
         [m.val_loss for m in rows],
         [m.val_accuracy for m in rows],
         history.best_epoch,
+        title=describe(settings, network),
     )
     atomic_write_bytes(reports / CURVES_FILE, curves)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     log.model_trained(Path(model), [reports / HISTORY_FILE, reports / CURVES_FILE], data, history)
     return Trained(network, history, data, Path(model))
+
+
+def describe(settings: Settings, network: MLP) -> str:
+    """The run in a line, for its figures: ``64-256-64-10 sigmoid, sgd lr=1, batch 16, seed 0``."""
+    layers = "-".join(str(n) for n in network.layer_sizes)
+    optim, train = settings.optim, settings.train
+    return (f"{layers} {settings.model.activation}, {optim.name} lr={optim.lr:g}, "
+            f"batch {train.batch_size}, seed {train.seed}")  # fmt: skip
 
 
 def training_summary(history: History) -> dict[str, float | int | None]:
