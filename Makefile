@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 # Run the pipeline on the embedded digits (or whatever params.yaml says) and show the test accuracy.
 repro: install
 	$(BIN)/dvc repro
-	@$(BIN)/python -c 'import json; t = json.load(open("data/reports/metrics.json"))["test"]; print("test accuracy %.4f  macro F1 %.4f  (data/reports/metrics.json)" % (t["accuracy"], t["macro_f1"]))'
+	@$(BIN)/python -c 'import json; m = json.load(open("data/reports/metrics.json")); print("test accuracy %.4f  macro F1 %.4f  (data/reports/metrics.json)" % (m["test_accuracy"], m["test_macro_f1"]))'
 
 # Compose conf/ into params.yaml, as `dvc exp run` does (after editing conf/).
 params: install

@@ -106,7 +106,10 @@ def test_a_grid_sweep_nests_its_jobs_and_prepares_the_data_once(project):
     assert again == (f"run it again: backprop-experiment train.epochs=3 train.patience=null "
                      f"optim.lr={lr} 'model.hidden_sizes={sizes}'")  # fmt: skip
     assert "mlflow ui --backend-store-uri" in result.stdout
-    assert f"/runs/{parent.info.run_id}" in result.stdout
+    assert "/#/compare-runs?runs=[" in result.stdout and best.info.run_id in result.stdout
+    # each job its own colour in the UI's charts, the parent grey
+    assert len({j.data.tags["mlflow.runColor"] for j in jobs}) == 4
+    assert parent.data.tags["mlflow.runColor"] == "#7f7f7f"
     figure = Path(next(line for line in out if line.startswith("figure: ")).split(": ", 1)[1])
     assert figure.name == "sweep_summary.png" and "outputs/sweeps/" in figure.as_posix()
     assert (project / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -238,7 +241,7 @@ def test_runs_and_sweeps_started_together_each_own_their_folder_and_model(projec
             run = client.get_run(run_id)
             assert run.data.tags["weights_sha256"] == sha256(folder / "model/weights.npz")
             metrics = json.loads((folder / "reports/metrics.json").read_text())
-            assert run.data.metrics["test_accuracy"] == rounded(metrics["test"]["accuracy"])
+            assert run.data.metrics["test_accuracy"] == rounded(metrics["test_accuracy"])
 
 
 def test_workers_of_a_sweep_whose_launcher_is_killed_end_and_their_runs_are_killed(tmp_path):

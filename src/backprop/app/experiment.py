@@ -39,6 +39,7 @@ from backprop.app.compose import COMPOSED, compose_config, describe_config_error
 from backprop.app.job import run_job
 from backprop.app.sweep import (
     PARENT_RUN_ENV,
+    job_colour,
     job_run_name,
     mark_parent_killed,
     short_overrides,
@@ -209,6 +210,7 @@ def _run_tags(hc: Any, multirun: bool) -> dict[str, str]:
     tags = {"overrides": " ".join(shlex.quote(o) for o in hc.overrides.task)[:5000]}
     if multirun:
         tags["sweep_job"] = str(hc.job.num)
+        tags["mlflow.runColor"] = job_colour(hc.job.num)
     return tags
 
 

@@ -27,6 +27,7 @@ from backprop.pipeline.files import file_digest
 from backprop.pipeline.project import OUTPUTS, git_state, new_folder
 from backprop.pipeline.settings import Settings, read_params
 from backprop.tracking.store import Store
+from backprop.tracking.tracker import rounded
 
 
 @dataclass
@@ -92,7 +93,8 @@ def reproduce(run_id: str, store: Store | None = None, progress: bool = True) ->
         settings, params, job_dir, store, run_name=name, progress=progress,
         tags={"reproduces": run_id},
     )  # fmt: skip
-    new_metrics = outcome.chain.test_metrics
+    # as the run logged them: rounded to 4 significant digits
+    new_metrics = {k: rounded(v) for k, v in outcome.chain.test_metrics.items()}
     result = Reproduction(
         original_run_id=run_id,
         run_id=outcome.run_id,
@@ -126,8 +128,9 @@ def _metric_changes(
         if not key.startswith("test_") or key.startswith(("test_precision_class",
                                                            "test_recall_class",
                                                            "test_f1_class")):  # fmt: skip
-            continue
+            continue  # (per-class metrics: logged by runs before the per-class table)
         now = new.get(key)
+        value = rounded(value)  # runs logged before rounding have every digit
         if now is None or not (now == value or (math.isnan(now) and math.isnan(value))):
             changes[key] = (value, now)
     return changes

@@ -81,6 +81,17 @@ def job_run_name(overrides: list[str]) -> str:
     return short_overrides(overrides, keys or None) or "defaults"
 
 
+# Colours the MLflow UI draws runs in (tag ``mlflow.runColor``): it otherwise picks one from
+# the run id, and two jobs of a sweep, or a job and its parent, often get the same.
+JOB_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#bcbd22", "#393b79")  # fmt: skip
+PARENT_COLOUR = "#7f7f7f"
+
+
+def job_colour(num: int) -> str:
+    return JOB_COLOURS[num % len(JOB_COLOURS)]
+
+
 # -- the parent run -------------------------------------------------------------------
 
 
@@ -101,7 +112,11 @@ class SweepTracker(Callback):
         run = self.store.client.create_run(
             experiment_id,
             run_name=f"sweep: {short_overrides(overrides, swept or None) or 'defaults'}"[:250],
-            tags={"sweep": "parent", "sweep_overrides": " ".join(overrides)[:5000]},
+            tags={
+                "sweep": "parent",
+                "sweep_overrides": " ".join(overrides)[:5000],
+                "mlflow.runColor": PARENT_COLOUR,
+            },
         )
         self.parent_run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
@@ -200,8 +215,9 @@ class Summary:
             overrides = best.data.tags.get("overrides")
             if overrides is not None:  # the job's own overrides, quoted for a shell
                 lines.append(f"run it again: backprop-experiment {overrides}".rstrip())
-        lines.append(f"compare them in the MLflow UI: {ui_hint(store)}"
-                     f"/#/experiments/{self.experiment_id}/runs/{self.parent_run_id}")  # fmt: skip
+        jobs = ",".join(f'"{r.info.run_id}"' for r in self.ranked)
+        lines.append(f"compare them in the MLflow UI: {ui_hint(store)}/#/compare-runs?"
+                     f'runs=[{jobs}]&experiments=["{self.experiment_id}"]')  # fmt: skip
         return "\n".join(lines)
 
 

@@ -37,8 +37,7 @@ class ChainResult:
 
     @property
     def test_metrics(self) -> dict[str, float]:
-        test = self.results["evaluate"].test
-        return {f"test_{k}": v for k, v in test.items() if isinstance(v, float)}
+        return self.results["evaluate"].test
 
     @property
     def kept_val_accuracy(self) -> float | None:

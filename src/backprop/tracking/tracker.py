@@ -220,7 +220,11 @@ class Tracker:
             }
         )
         for path in reports:
-            client.log_artifact(self.run_id, str(path), "reports")
+            # The curves at the top: the compare view of the MLflow UI shows side by side
+            # only the artifacts common to the runs at that level.
+            client.log_artifact(
+                self.run_id, str(path), None if path.suffix == ".png" else "reports"
+            )
         weights_sha256 = log_pyfunc(self.store, self.run_id, model, prepared)
         # The weights' hash, to tell a bit-identical reproduction (`backprop reproduce`).
         client.set_tag(self.run_id, "weights_sha256", weights_sha256)
@@ -236,7 +240,7 @@ class Tracker:
         self, metrics: dict[str, Any], per_class: list[dict[str, Any]], reports: list[Path],
         figures: Path,
     ) -> None:  # fmt: skip
-        self._log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
+        self._log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")})
         client = self.store.client
         for path in [*reports, *map(Path, self.extra_reports)]:
             if path.exists():

@@ -1,8 +1,9 @@
 """Stage 4: score the trained model on the test split.
 
 Writes into ``reports``: ``metrics.json``, the headline numbers that
-``dvc exp show`` puts side by side (test accuracy, loss and macro F1; the
-validation accuracy and loss of the weights kept; epochs trained and kept),
+``dvc exp show`` puts side by side, under the names the MLflow run gives them
+(``test_accuracy``, ``test_loss``, ``test_macro_f1``; ``kept_val_accuracy``
+and ``kept_val_loss`` of the weights kept; ``epochs`` trained, ``kept_epoch``),
 ``per_class.csv`` (precision, recall, F1 and support per class, a DVC plot),
 ``confusion.csv`` (one ``actual,predicted`` row per test example, for DVC's
 confusion template) and ``figures/`` (the confusion matrix; for square images
@@ -43,14 +44,16 @@ class Evaluated:
     per_class: list[dict[str, Any]]  # rows of per_class.csv
 
     @property
-    def test(self) -> dict[str, Any]:
-        return self.metrics["test"]
+    def test(self) -> dict[str, float]:
+        """The test split's metrics: ``test_accuracy``, ``test_loss``, ``test_macro_f1``."""
+        return {k: v for k, v in self.metrics.items() if k.startswith("test_")}
 
     @property
     def summary(self) -> str:
-        t = self.test
+        m = self.metrics
         return (
-            f"test accuracy {t['accuracy']:.4f}, loss {t['loss']:.4f}, macro F1 {t['macro_f1']:.4f}"
+            f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}, "
+            f"macro F1 {m['test_macro_f1']:.4f}"
         )
 
 
@@ -101,17 +104,21 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> Evaluated:
 def headline(
     test_loss: float, report: dict[str, Any], training: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """metrics.json: a few numbers, the same in every run, for DVC's and MLflow's tables.
+    """metrics.json: a few numbers, the same in every run and named as in the MLflow run, so
+    that ``dvc exp show`` and the MLflow UI have the same columns.
 
-    ``val`` is the validation split scored by the weights kept (early stopping may keep
+    ``kept_val_*`` score the validation split with the weights kept (early stopping may keep
     an earlier epoch than the last); ``training`` is what train recorded in model.json.
     """
     metrics: dict[str, Any] = {
-        "test": {"accuracy": report["accuracy"], "loss": test_loss, "macro_f1": report["macro_f1"]}
+        "test_accuracy": report["accuracy"],
+        "test_loss": test_loss,
+        "test_macro_f1": report["macro_f1"],
     }
     if training:
         if training.get("val_accuracy") is not None:
-            metrics["val"] = {"accuracy": training["val_accuracy"], "loss": training["val_loss"]}
+            metrics["kept_val_accuracy"] = training["val_accuracy"]
+            metrics["kept_val_loss"] = training["val_loss"]
         metrics["epochs"] = training["epochs"]
         metrics["kept_epoch"] = training["kept_epoch"]
     return metrics
