@@ -228,7 +228,8 @@ def ui_hint(store: Store) -> str:
     """How to open the UI on this store: the server's address, or the command to start one."""
     if store.is_server:
         return store.uri.rstrip("/")
-    return (f"mlflow ui --backend-store-uri {shlex.quote(store.uri)} --port {UI_PORT}, "
+    return (f"mlflow ui --backend-store-uri {shlex.quote(store.uri)} --host 127.0.0.1 "
+            f"--port {UI_PORT}, "
             f"then http://127.0.0.1:{UI_PORT}")  # fmt: skip
 
 
