@@ -158,7 +158,8 @@ def test_dev_fd_appends_to_the_shells_redirection_instead_of_truncating_it(
             os.close(fd)
         assert code == 0, err
         lines = log.read_text().splitlines()
-        assert lines[0] == "kept" and lines[1].startswith("label,proba_0") and len(lines) == 1799
+        assert lines[0] == "kept" and lines[1].startswith("predicted,proba_0")
+        assert len(lines) == 1799
         assert out == "" and "predicted 1797 rows" in err
 
 
@@ -222,7 +223,7 @@ def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
         os.close(write_end)
     reader.join(timeout=60)
     assert code == 0, err
-    assert received[0].startswith(b"label,proba_0") and received[0].count(b"\n") == 1798
+    assert received[0].startswith(b"predicted,proba_0") and received[0].count(b"\n") == 1798
 
 
 def _bad_csv(project: Path, tmp_path: Path) -> Path:
@@ -591,7 +592,7 @@ def test_labels_written_with_a_leading_zero_come_back_as_written(tmp_path, capsy
 
     with open(tmp_path / "p.csv", newline="") as f:
         predicted = [row[0] for row in csv.reader(f)]
-    assert predicted[0] == "label" and predicted[1:] == [r.split(",")[0] for r in rows]
+    assert predicted[0] == "predicted" and predicted[1:] == [r.split(",")[0] for r in rows]
 
 
 def test_files_of_its_own_names_linked_in_by_a_dvc_cache_are_replaceable(project, tmp_path, capsys):

@@ -115,14 +115,14 @@ def test_the_logged_model_turns_raw_rows_into_labels(project):
         warnings.simplefilter("ignore", UserWarning)
         model = mlflow.pyfunc.load_model(f"runs:/{runs[0].info.run_id}/model")
         predicted = model.predict(rows.drop(columns=["label"]))
-    assert list(predicted.columns[:2]) == ["label", "proba_0"]
-    assert (predicted["label"] == rows["label"]).mean() > 0.5  # 4 epochs: far above chance
+    assert list(predicted.columns[:2]) == ["predicted", "proba_0"]
+    assert (predicted["predicted"] == rows["label"]).mean() > 0.5  # 4 epochs: far above chance
     assert predicted.filter(like="proba_").sum(axis=1).round(4).eq(1).all()
     # The same as the model folder of the pipeline, scaling included.
     from backprop.pipeline.predictor import Predictor
 
     local = Predictor(str(root / "data/model")).predict(rows.drop(columns=["label"]))
-    assert predicted["label"].tolist() == local["label"].tolist()
+    assert predicted["predicted"].tolist() == local["predicted"].tolist()
     pd.testing.assert_frame_equal(predicted, local)
 
 

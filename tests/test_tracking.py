@@ -86,3 +86,13 @@ def test_runs_without_a_database_says_so_and_creates_none(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "no runs yet" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("alias", ["v1", "Latest", "a b", ""])
+def test_register_model_refuses_an_alias_mlflow_keeps_before_touching_the_store(tmp_path, alias):
+    from backprop.errors import TrackingError
+    from backprop.tracking.store import Store
+
+    with pytest.raises(TrackingError, match=f"alias {alias!r}"):
+        Store(tmp_path).register_model("0123456789abcdef", "digits", alias=alias)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the run was looked up

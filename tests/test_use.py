@@ -44,14 +44,16 @@ def test_predict_writes_labels_and_probabilities_and_reports_accuracy(trained, t
     data = digits(root)
     result = predict(root, model, cached_digits(root), "-o", tmp_path / "p.csv")
     out = pd.read_csv(tmp_path / "p.csv")
-    assert list(out.columns) == ["label"] + [f"proba_{c}" for c in range(10)]
+    # `predicted`, not `label`: the input's true labels have that name
+    assert list(out.columns) == ["predicted"] + [f"proba_{c}" for c in range(10)]
     expected = Predictor(str(model)).predict(data.drop(columns=["label"]))
-    assert (out["label"] == expected["label"]).all()
+    assert list(expected.columns) == list(out.columns)  # the pyfunc model's columns too
+    assert (out["predicted"] == expected["predicted"]).all()
     # the network computes in float32; the CSV holds each probability to that precision
     assert np.array_equal(
         out.iloc[:, 1:].to_numpy(np.float32), expected.iloc[:, 1:].to_numpy(np.float32)
     )
-    right = int((out["label"] == data["label"]).sum())
+    right = int((out["predicted"] == data["label"]).sum())
     assert f"accuracy {right / len(data):.4f} ({right} of {len(data)} right)" in result.stdout
 
 
@@ -108,14 +110,44 @@ def test_a_model_uri_predicts_like_its_folder_and_registry_names_work(trained, t
     predict(root, model, csv, "-o", tmp_path / "folder.csv")
     predict(root, f"runs:/{run_id}/model", csv, "-o", tmp_path / "run.csv")
     registered = sh(root, "backprop", "register", run_id, "digits-mlp").stdout
-    assert "as models:/digits-mlp/1" in registered
+    assert registered == (f"registered the model of run {run_id} as models:/digits-mlp/1 "
+                          "(models:/digits-mlp@champion)\n")  # fmt: skip
     predict(root, "models:/digits-mlp/1", csv, "-o", tmp_path / "registry.csv")
+    predict(root, "models:/digits-mlp@champion", csv, "-o", tmp_path / "alias.csv")
     expected = (tmp_path / "folder.csv").read_bytes()
     assert (tmp_path / "run.csv").read_bytes() == expected
     assert (tmp_path / "registry.csv").read_bytes() == expected
-    missing = sh(root, "backprop", "predict", "models:/nobody/1", str(csv), check=False)
-    assert missing.returncode == 2 and "nobody" in missing.stderr
-    assert len(missing.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "alias.csv").read_bytes() == expected
+    # another alias: a new version under it, champion stays where it was
+    again = sh(root, "backprop", "register", run_id, "digits-mlp", "--alias", "staging").stdout
+    assert "as models:/digits-mlp/2 (models:/digits-mlp@staging)" in again
+    aliases = mlflow_client(root).get_registered_model("digits-mlp").aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {
+        "champion": "1", "staging": "2"
+    }  # fmt: skip
+    for uri, message in [
+        ("models:/nobody/1", "no registered model named 'nobody' in the tracking store"),
+        ("models:/nobody@champion", "`backprop register RUN_ID nobody` registers"),
+        ("models:/digits-mlp@prod", "registered model 'digits-mlp' has no alias 'prod' (its "
+         "aliases: champion for version 1, staging for version 2); `backprop register RUN_ID "
+         "digits-mlp --alias prod`"),
+    ]:  # fmt: skip
+        missing = sh(root, "backprop", "predict", uri, str(csv), check=False)
+        assert missing.returncode == 2 and not missing.stdout
+        assert missing.stderr.startswith(f"backprop predict: error: {uri}: "), missing.stderr
+        assert message in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_register_refuses_an_alias_mlflow_keeps_before_registering_anything(trained):
+    root, run_id, _ = trained
+    for alias in ("v2", "latest", "two words"):
+        result = sh(root, "backprop", "register", run_id, "refused", "--alias", alias,
+                    check=False)  # fmt: skip
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith(
+            f"backprop register: error: argument --alias: alias {alias!r}"
+        )
+    assert not mlflow_client(root).search_registered_models("name = 'refused'")
 
 
 def test_register_refuses_an_unknown_run_in_one_line(trained):
@@ -129,8 +161,11 @@ def test_a_config_flag_registers_the_model_of_a_run(trained):
     root, _, _ = trained
     out = sh(root, "backprop-experiment", *FAST, "registered_model_name=flagged").stdout
     assert "registered the model as models:/flagged/1" in out
-    version = mlflow_client(root).get_model_version("flagged", "1")
+    client = mlflow_client(root)
+    version = client.get_model_version("flagged", "1")
     assert version.run_id == re.search(r"MLflow run (\w+)", out).group(1)
+    # Store.register_model points the alias champion at what it registers
+    assert str(client.get_model_version_by_alias("flagged", "champion").version) == "1"
 
 
 def _post(url, frame):
@@ -151,8 +186,8 @@ def test_the_served_model_answers_like_predict_and_refuses_bad_requests(trained,
     rows.to_csv(tmp_path / "rows.csv", index=False)
     predict(root, model, tmp_path / "rows.csv", "-o", tmp_path / "expected.csv")
     expected = pd.read_csv(tmp_path / "expected.csv")
-    sh(root, "backprop", "register", run_id, "served")  # served by its registry name
-    args = ["models", "serve", "-m", "models:/served/1", "--env-manager", "local"]
+    sh(root, "backprop", "register", run_id, "served")  # served by its registry alias
+    args = ["models", "serve", "-m", "models:/served@champion", "--env-manager", "local"]
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_service(args, "/ping", tmp_path / "serve.log", cwd=root,
                         MLFLOW_TRACKING_URI=uri) as url:  # fmt: skip
@@ -160,7 +195,8 @@ def test_the_served_model_answers_like_predict_and_refuses_bad_requests(trained,
         assert status == 200
         served = pd.DataFrame(answer["predictions"])
         assert list(served.columns) == list(expected.columns)
-        assert (served["label"] == expected["label"]).all()
+        assert served.columns[0] == "predicted"
+        assert (served["predicted"] == expected["predicted"]).all()
         assert np.array_equal(
             served.iloc[:, 1:].to_numpy(np.float32), expected.iloc[:, 1:].to_numpy(np.float32)
         )

@@ -27,5 +27,6 @@ def run(stage: Stage, settings: Settings, source: str | None, ports: dict[str, P
     name = settings.registered_model_name
     if name and tracker.offline is None:
         version = store.register_model(tracker.run_id, name)
-        print(f"registered the model of run {tracker.run_id} as models:/{name}/{version}")
+        print(f"registered the model of run {tracker.run_id} as models:/{name}/{version} "
+              f"(models:/{name}@champion)")  # fmt: skip
     return 0

@@ -59,7 +59,8 @@ def run_job(
     outcome = Outcome(tracker.run_id, chain)
     name = settings.registered_model_name
     if name and parent_run_id is None and tracker.offline is None:
-        outcome.registered = f"models:/{name}/{store.register_model(tracker.run_id, name)}"
+        version = store.register_model(tracker.run_id, name)
+        outcome.registered = f"models:/{name}/{version} (models:/{name}@champion)"
     return outcome
 
 

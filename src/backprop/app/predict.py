@@ -1,12 +1,14 @@
 """``backprop predict``: labels and class probabilities for the rows of a CSV.
 
 The model is a folder written by the train stage (``data/model``) or an MLflow
-model URI (``runs:/<run id>/model``, ``models:/<name>/<version>``), whose
-pyfunc model holds that same folder.  The CSV has the training layout: a
-header with the feature columns (matched by name, in any order) and, if it is
-there, the label column, in which case the accuracy is reported too.  Rows are
-read, scaled with the stored min-max scaler, predicted and written in chunks,
-so a file larger than memory works; the output appears whole or not at all.
+model URI (``runs:/<run id>/model``, ``models:/<name>/<version>``,
+``models:/<name>@<alias>``), whose pyfunc model holds that same folder.  The
+CSV has the training layout: a header with the feature columns (matched by
+name, in any order) and, if it is there, the label column, in which case the
+accuracy is reported too.  Rows are read, scaled with the stored min-max
+scaler, predicted and written in chunks, so a file larger than memory works;
+the output appears whole or not at all.  It holds a ``predicted`` column (the
+predicted label) and a ``proba_<class>`` column per class.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from backprop.pipeline.files import (
     readable_file,
     writing,
 )
-from backprop.pipeline.predictor import Predictor
+from backprop.pipeline.predictor import PREDICTED, Predictor
 from backprop.tables.labels import label_indices
 from backprop.tables.reader import read_feature_chunks
 from backprop.tracking.store import Store
@@ -75,7 +77,7 @@ def model_folder(model: str) -> Iterator[Path]:
             raise DataError(
                 f"{model}: no such model folder; give a folder written by `backprop train` "
                 "(such as data/model) or an MLflow model URI (runs:/<run id>/model, "
-                "models:/<name>/<version>)"
+                "models:/<name>/<version>, models:/<name>@<alias>)"
             )
         yield path
         return
@@ -148,7 +150,7 @@ def _destination(output: str | os.PathLike | None) -> Iterator[IO[bytes]]:
 def _schema(labels: np.ndarray, dtype: np.dtype, proba_names: list[str]):
     import pyarrow as pa
 
-    fields = [pa.field("label", pa.from_numpy_dtype(labels.dtype) if labels.dtype.kind in "iuf"
+    fields = [pa.field(PREDICTED, pa.from_numpy_dtype(labels.dtype) if labels.dtype.kind in "iuf"
                        else pa.string())]  # fmt: skip
     fields += [pa.field(name, pa.from_numpy_dtype(dtype)) for name in proba_names]
     return pa.schema(fields)
@@ -248,10 +250,11 @@ PREDICT = Command(
     description="Predict every row of INPUT.csv (the training layout: a header naming the "
     "feature columns, in any order, and optionally the label column) with MODEL: a model "
     "folder written by `backprop train` (such as data/model) or an MLflow model URI "
-    "(runs:/<run id>/model, models:/<name>/<version>; tracking store MLFLOW_TRACKING_URI, "
-    "else ./mlflow.db). The stored min-max scaler is applied. Writes a CSV with the "
-    "predicted label and one proba_<class> column per class, row for row, to -o (whole or "
-    "not at all) or to standard output; with labels in the input it reports the accuracy. "
+    "(runs:/<run id>/model, models:/<name>/<version>, models:/<name>@<alias>; tracking store "
+    "MLFLOW_TRACKING_URI, else ./mlflow.db). The stored min-max scaler is applied. Writes a "
+    f"CSV with the predicted label ({PREDICTED}) and one proba_<class> column per class, row "
+    "for row, to -o (whole or not at all) or to standard output; with labels in the input "
+    "it reports the accuracy. "
     "Reads and writes in chunks, so files larger than memory work.",
     arguments=_arguments,
     run=_run,

@@ -4,8 +4,10 @@ The model folder written by the train stage carries the scaler and the class
 list, so :class:`Predictor` applies the same min-max scaling (and clip rule) as
 preprocessing and maps class indices back to the labels of the CSV.  Columns
 are matched by name when the input has the training feature names, else by
-position.  Output: a ``label`` column and one ``proba_<class>`` column per
-class.  No MLflow here: ``tracking/pyfunc.py`` wraps this for MLflow's pyfunc.
+position.  Output: a ``predicted`` column (the predicted class, as the CSV's
+labels are written; not ``label``, the name of the true labels' column) and one
+``proba_<class>`` column per class.  No MLflow here: ``tracking/pyfunc.py``
+wraps this for MLflow's pyfunc.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 from backprop.errors import InputError
 from backprop.pipeline.model_files import load_model
 from backprop.tables.scaling import MinMaxScaler
+
+PREDICTED = "predicted"  # the column of the predicted class, before the probabilities
 
 
 class Predictor:
@@ -65,7 +69,8 @@ class Predictor:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_matrix(self.features(frame))
-        out = pd.DataFrame({"label": np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]})
+        predicted = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        out = pd.DataFrame({PREDICTED: predicted})
         for i, c in enumerate(self.classes):
             out[f"proba_{c}"] = proba[:, i].astype(np.float64)
         return out

@@ -2,7 +2,9 @@
 behind ``mlflow.pyfunc`` (``mlflow models serve``, ``mlflow.pyfunc.load_model``).
 
 The pyfunc model holds the model folder the train stage wrote (weights, classes,
-scaler) as its one artifact, so raw rows go in and original labels come out.
+scaler) as its one artifact, so raw rows go in and original labels come out: a
+``predicted`` column and a ``proba_<class>`` column per class, as ``backprop
+predict`` writes them (``mlflow models serve`` answers with the same columns).
 """
 
 from __future__ import annotations

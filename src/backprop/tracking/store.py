@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import re
+import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -129,6 +133,165 @@ def database_written(store: Store) -> Iterator[None]:
         ) from None
 
 
+LOCK_TIMEOUT = 5.0  # seconds a reader waits for a writer's lock on a SQLite store
+
+
+def read_only_sqlite(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the SQLite database ``path``: no journal, no lock held,
+    nothing written.  A folder, a file that is not SQLite or a damaged one is a
+    TrackingError naming it; the file is never written to or replaced (its runs may be
+    recoverable).  So is a lock held by a writer for longer than LOCK_TIMEOUT."""
+    what = None
+    if path.is_dir():
+        what = "is a folder, not an SQLite database"
+    else:
+        try:
+            db = sqlite3.connect(
+                f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=LOCK_TIMEOUT
+            )
+        except sqlite3.DatabaseError as err:
+            what = f"is not a readable SQLite database ({err})"
+        else:
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.DatabaseError as err:
+                db.close()
+                if getattr(err, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                    raise TrackingError(
+                        f"{path}: the MLflow tracking database is locked by another process "
+                        f"(waited {LOCK_TIMEOUT:g} s); try again when it is done"
+                    ) from None
+                what = f"is not a readable SQLite database ({err})"
+    raise TrackingError(
+        f"{path}: the MLflow tracking database {what}; move it aside (its runs may "
+        "be recoverable) to start a new one, or set MLFLOW_TRACKING_URI to another store"
+    )
+
+
+# -- listing runs, read only -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedRunInfo:
+    run_id: str
+    run_name: str | None
+    status: str
+    start_time: int | None  # ms since the epoch, as MLflow keeps them
+    end_time: int | None
+
+
+@dataclass(frozen=True)
+class ListedRunData:
+    params: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each (NaN as float("nan"))
+
+
+@dataclass(frozen=True)
+class ListedRun:
+    """A run as ``backprop runs`` lists it, shaped like MLflow's ``Run`` (``.info.run_id``,
+    ``.data.params``, ``.data.metrics``) so that the same code ranks both; no tags, no
+    metric histories."""
+
+    info: ListedRunInfo
+    data: ListedRunData
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """What :meth:`Store.list_runs` found: ``experiment_id`` None if the store has no
+    experiment of that name, ``sweep`` the parent run id of the sweep asked for (``latest``
+    resolved; None if it has no sweep), ``runs`` MLflow ``Run`` or :class:`ListedRun`."""
+
+    experiment_id: str | None
+    sweep: str | None = None
+    runs: list[Any] = field(default_factory=list)
+
+
+class _UnknownSchema(Exception):
+    """The SQLite database is not laid out as these queries expect: ask MLflow instead."""
+
+
+def _listed_from_sqlite(
+    db: sqlite3.Connection, experiment_name: str, sweep: str | None,
+    metrics: tuple[str, ...] | None,
+) -> RunListing:  # fmt: skip
+    """:meth:`Store.list_runs` over MLflow's SQLite tables (``runs``, ``params``,
+    ``latest_metrics``, ``tags``, ``experiments``; their layout has held since MLflow 1.x):
+    what ``MlflowClient.search_runs`` returns, without the tags, in four queries."""
+    try:
+        found = db.execute(
+            "SELECT experiment_id FROM experiments WHERE name = ?", (experiment_name,)
+        ).fetchall()
+        if len(found) > 1:  # one name in several MLflow workspaces: MLflow knows which one
+            raise _UnknownSchema
+        if not found:
+            return RunListing(None)
+        experiment_id = found[0][0]
+        if sweep == "latest":
+            newest = db.execute(
+                "SELECT runs.run_uuid FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "WHERE runs.experiment_id = ? AND runs.lifecycle_stage = 'active' "
+                "AND tags.key = 'sweep' AND tags.value = 'parent' "
+                "ORDER BY runs.start_time DESC, runs.run_uuid LIMIT 1",
+                (experiment_id,),
+            ).fetchone()
+            if newest is None:
+                return RunListing(str(experiment_id))
+            sweep = newest[0]
+        # the runs asked for: active ones, never a sweep's parent, a sweep's jobs if asked
+        where = (
+            "experiment_id = ? AND lifecycle_stage = 'active' AND run_uuid NOT IN "
+            "(SELECT run_uuid FROM tags WHERE key = 'sweep' AND value = 'parent')"
+        )
+        args: tuple = (experiment_id,)
+        if sweep:
+            where += (
+                " AND run_uuid IN (SELECT run_uuid FROM tags "
+                "WHERE key = 'mlflow.parentRunId' AND value = ?)"
+            )
+            args += (sweep,)
+        selected = f"SELECT run_uuid FROM runs WHERE {where}"
+        infos = db.execute(
+            f"SELECT run_uuid, name, status, start_time, end_time FROM runs WHERE {where}", args
+        ).fetchall()
+        params: dict[str, dict[str, str]] = {row[0]: {} for row in infos}
+        values: dict[str, dict[str, float]] = {row[0]: {} for row in infos}
+        for run_id, key, value in db.execute(
+            f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({selected})", args
+        ):
+            params[run_id][key] = value
+        keys = tuple(metrics or ())
+        only = f" AND key IN ({', '.join('?' * len(keys))})" if metrics is not None else ""
+        for run_id, key, value, is_nan in db.execute(
+            "SELECT run_uuid, key, value, is_nan FROM latest_metrics "
+            f"WHERE run_uuid IN ({selected}){only}",
+            args + keys,
+        ):
+            values[run_id][key] = math.nan if is_nan else float(value)
+    except sqlite3.OperationalError as err:
+        if str(err).startswith("no such"):  # table or column: not the layout these queries know
+            raise _UnknownSchema from err
+        raise  # busy, I/O: the caller says so
+    runs = [
+        ListedRun(
+            ListedRunInfo(run_id, name, status, start, end),
+            ListedRunData(params[run_id], values[run_id]),
+        )
+        for run_id, name, status, start, end in infos
+    ]
+    return RunListing(str(experiment_id), sweep, runs)
+
+
+def alias_problem(alias: str) -> str | None:
+    """Why MLflow's model registry would refuse ``alias`` as an alias; None if it takes it."""
+    if not re.fullmatch(r"[\w-]{1,255}", alias):
+        return f"alias {alias!r}: an alias is 1 to 255 letters, digits, _ or -"
+    if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        return f"alias {alias!r} is kept by MLflow for versions (latest, v1, v2...); pick another"
+    return None
+
+
 # What MLflow's tracking stores accept (postgresql+psycopg2:// counts as postgresql).
 TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file"}
 
@@ -159,24 +322,8 @@ class Store:
     def _check_sqlite_file(path: Path) -> None:
         """A tracking database that is a folder, not SQLite or damaged: one line naming it.
         It is never written to or replaced: its runs may be recoverable."""
-        import sqlite3
-
-        what = None
-        if path.is_dir():
-            what = "is a folder, not an SQLite database"
-        elif path.is_file():
-            try:
-                with contextlib.closing(
-                    sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                ) as db:  # read only: no journal, no lock, nothing written
-                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.DatabaseError as err:
-                what = f"is not a readable SQLite database ({err})"
-        if what:
-            raise TrackingError(
-                f"{path}: the MLflow tracking database {what}; move it aside (its runs may "
-                "be recoverable) to start a new one, or set MLFLOW_TRACKING_URI to another store"
-            )
+        if path.is_dir() or path.is_file():
+            read_only_sqlite(path).close()
 
     def check_uri(self) -> None:
         """A URI MLflow cannot track into is one line, not MLflow's traceback (checked
@@ -211,6 +358,67 @@ class Store:
         if self.uri.startswith("sqlite:///"):
             return Path(self.uri.removeprefix("sqlite:///")).exists()
         return True
+
+    def list_runs(
+        self, experiment_name: str, sweep: str | None = None,
+        metrics: tuple[str, ...] | None = None,
+    ) -> RunListing:  # fmt: skip
+        """The runs of experiment ``experiment_name`` but sweeps' parents, or the jobs of the
+        sweep whose parent run is ``sweep`` (``latest``: the newest sweep), read only: no
+        lock, nothing written, no tables created or migrated.  ``metrics``: the only
+        metrics needed (None: all).
+
+        A SQLite store is read with SQL over one read-only connection, because MLflow's
+        client cannot list runs within the 2 s ``backprop runs`` has: measured by
+        ``benchmarks/bench_runs.py`` on 2 cores, ``import mlflow`` alone takes 1.7-2.3 s,
+        opening its SQLAlchemy store (import, schema check) 1.4-1.6 s more, 3.8-4.7 s per
+        listing of 200 runs in all; this way the listing takes 0.7-0.8 s, 0.5-0.6 s of it
+        the ``backprop`` command's own imports.  A server, another database, or a SQLite file
+        whose tables these queries do not know (a newer MLflow) goes through
+        ``MlflowClient.search_runs``; tests/test_runs.py checks that the two agree.
+        """
+        path = self._sqlite_path()
+        if path is not None and path.exists():
+            db = read_only_sqlite(path)
+            try:
+                return _listed_from_sqlite(db, experiment_name, sweep, metrics)
+            except _UnknownSchema:
+                pass
+            except sqlite3.DatabaseError as err:  # locked past the timeout mid-way, I/O
+                raise TrackingError(
+                    f"{path}: cannot read the MLflow tracking database ({err})"
+                ) from None
+            finally:
+                db.close()
+        return self.search_runs(experiment_name, sweep)
+
+    def search_runs(self, experiment_name: str, sweep: str | None = None) -> RunListing:
+        """:meth:`list_runs` through MLflow's client (MLflow ``Run`` objects)."""
+        self.check_server()
+        client = self.client
+        with self.answering():
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                return RunListing(None)
+            experiment_id = experiment.experiment_id
+            if sweep == "latest":
+                parents = client.search_runs(
+                    [experiment_id], "tags.sweep = 'parent'",
+                    order_by=["attributes.start_time DESC"], max_results=1,
+                )  # fmt: skip
+                if not parents:
+                    return RunListing(experiment_id)
+                sweep = parents[0].info.run_id
+            where = f"tags.mlflow.parentRunId = '{sweep}'" if sweep else ""
+            runs = client.search_runs([experiment_id], where, max_results=10_000)
+        runs = [r for r in runs if r.data.tags.get("sweep") != "parent"]
+        return RunListing(experiment_id, sweep, runs)
+
+    def _sqlite_path(self) -> Path | None:
+        """The file of a ``sqlite:///path`` store (None for any other, or with options)."""
+        if not self.uri.startswith("sqlite:///") or "?" in self.uri:
+            return None
+        return Path(self.uri.removeprefix("sqlite:///"))
 
     def check_server(self) -> None:
         """A tracking server must answer its health check within the timeout, or TrackingError."""
@@ -309,10 +517,13 @@ class Store:
             return False
         return True
 
-    def register_model(self, run_id: str, name: str) -> str:
-        """Register run ``run_id``'s model as a new version of ``name``; returns the version."""
+    def register_model(self, run_id: str, name: str, alias: str | None = "champion") -> str:
+        """Register run ``run_id``'s model as a new version of ``name`` and point ``alias`` at
+        it (``models:/NAME@ALIAS``; None: no alias); returns the version."""
         from mlflow.exceptions import MlflowException
 
+        if alias is not None and (problem := alias_problem(alias)):
+            raise TrackingError(problem)  # before a version is made that would lack it
         run = self.get_run(run_id)
         models = self.client.search_logged_models(
             [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = 'model'"
@@ -328,7 +539,40 @@ class Store:
                 version = module.register_model(f"models:/{models[0].model_id}", name)
         except MlflowException as err:
             raise TrackingError(f"cannot register {name!r}: {first_line(err.message)}") from None
+        if alias is not None:
+            try:
+                self.client.set_registered_model_alias(name, alias, version.version)
+            except MlflowException as err:
+                raise TrackingError(
+                    f"registered the model as models:/{name}/{version.version}, but cannot "
+                    f"point the alias {alias!r} at it: {first_line(err.message)}"
+                ) from None
         return str(version.version)
+
+    def missing_from_registry(self, uri: str) -> str | None:
+        """What the registry lacks of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``
+        (the name, the alias), and what to do, in one sentence; None if it has both."""
+        from mlflow.exceptions import MlflowException
+
+        named = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/[^/]+)/?", uri)
+        if named is None:
+            return None
+        name, alias = named.groups()
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException:
+            return (
+                f"no registered model named {name!r} in the tracking store {self.shown}; "
+                f"`backprop register RUN_ID {name}` registers a run's model under that name"
+            )
+        if alias is not None and alias not in model.aliases:
+            known = ", ".join(f"{a} for version {v}" for a, v in sorted(model.aliases.items()))
+            return (
+                f"registered model {name!r} has no alias {alias!r} "
+                f"({f'its aliases: {known}' if known else 'nor any other'}); `backprop register "
+                f"RUN_ID {name} --alias {alias}` registers a run's model and points it there"
+            )
+        return None
 
     def download_model_folder(self, uri: str, dst: Path) -> Path:
         """The model folder (model.json, weights.npz) of the pyfunc model at an MLflow model URI,
@@ -343,8 +587,10 @@ class Store:
                 )  # fmt: skip
             local = Path(local)
         except MlflowException as err:
+            missing = self.missing_from_registry(uri)
             raise ModelFileError(
-                f"{uri}: {first_line(err.message)} (tracking store {self.shown})"
+                f"{uri}: {missing or first_line(err.message)}"
+                + ("" if missing else f" (tracking store {self.shown})")
             ) from None
         except OSError as err:
             raise ModelFileError(f"{uri}: cannot download the model ({err})") from None
