@@ -167,14 +167,15 @@ def test_a_sweep_too_large_to_compose_first_records_its_bad_job_as_a_failed_run(
     assert result.returncode == 1, result.stderr
     assert "job 3 failed: preprocess.val_fraction must be small enough" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert "1 job(s) failed: 3: " in result.stderr
+    assert "1 job(s) failed: 3 (val_fraction=0.5 test_fraction=0.5)" in result.stderr
     client = mlflow_client(conf_copy)
     experiment_id = client.get_experiment_by_name("backprop").experiment_id
     runs = client.search_runs([experiment_id])
     jobs = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert sorted(r.info.status for r in jobs.values()) == ["FAILED", *["FINISHED"] * 3]
     failed = next(r for r in jobs.values() if r.info.status == "FAILED")
-    assert failed.info.run_name.startswith("3: ")
+    assert failed.info.run_name == "val_fraction=0.5 test_fraction=0.5"
+    assert failed.data.tags["sweep_job"] == "3"
     assert failed.data.tags["error"].startswith("ConfigError: preprocess.val_fraction must")
     no_run_is_running(conf_copy)
 
@@ -197,7 +198,8 @@ def test_printing_the_config_checks_it_too_and_a_glob_sweep_is_left_to_hydra(pro
     assert "lr: 0.25" in shown.stdout
     swept = sh(project, "backprop-experiment", "--multirun", "train.epochs=1",
                "model=glob(s*)")  # fmt: skip
-    assert swept.stdout.count("job ") == 2  # seed, squared_error
+    done = [line for line in swept.stdout.splitlines() if line.startswith("job ")]
+    assert len(done) == 2 and "sweep of 2 jobs" in swept.stdout  # seed, squared_error
 
 
 def test_zero_parallel_jobs_is_refused_before_the_parent_run(conf_copy, capsys, monkeypatch):
@@ -241,3 +243,124 @@ def test_a_tab_in_config_yaml_is_named_when_an_override_picks_a_plugin(
     for main, *command in doors:
         result = in_process(capsys, main, [*command, "optim.name=rmsprop"], monkeypatch)
         one_line_naming(result, message)
+
+
+# A misspelt key: the closest keys of the composed config, through every front door.
+OPTIM_KEYS = "(the keys of optim are name, lr, weight_decay, schedule, gamma, step_size, min_lr)"
+LRR = f"unknown key optim.lrr; did you mean optim.lr? {OPTIM_KEYS}"
+TYPOS = [
+    ("optim.lrr=0.1", LRR),
+    ("+optim.lrr=0.1", LRR),  # appended: refused by the settings, not by Hydra
+    ("lr=0.1", "unknown key lr; did you mean optim.lr? (the top-level keys are "),
+    ("+lr=0.1", "unknown key lr; did you mean optim.lr? (the top-level keys are "),
+    ("train.epoch=3", "unknown key train.epoch; did you mean train.epochs? (the keys of train"),
+    ("modle.hidden_sizes=[32]", "unknown key modle.hidden_sizes; did you mean model.hidden_sizes?"),
+    ("optim=adam optim.bet1=0.8", "unknown key optim.bet1; did you mean optim.beta1 or optim.beta"),
+    ("optim.lrr=0.1 train.epoch=3", LRR),  # the first, with the keys of the config all the same
+]
+NOTHING_CLOSE = ("optim.zzz=1", "unknown key optim.zzz; the keys of optim are name, lr, weight")
+
+
+@pytest.mark.parametrize("case, message", [*TYPOS, NOTHING_CLOSE])
+def test_a_misspelt_key_is_named_with_the_closest_keys(conf_copy, capsys, monkeypatch, case,
+                                                       message):  # fmt: skip
+    doors = [
+        (cli_main, ["backprop", "params", "--output", "p.yaml"], "backprop params"),
+        (experiment_main, ["backprop-experiment", "train.epochs=1"], "backprop-experiment"),
+        (experiment_main, ["backprop-experiment", "--multirun", "optim.lr=0.5,0.1"],
+         "backprop-experiment"),
+    ]  # fmt: skip
+    for main, argv, prog in doors:
+        result = in_process(capsys, main, [*argv, *overrides(case)], monkeypatch)
+        one_line_naming(result, message)
+        assert result.stderr.startswith(f"{prog}: error: {message}")
+        assert ("did you mean" in result.stderr) == (case != NOTHING_CLOSE[0])
+    assert not (conf_copy / "p.yaml").exists() and not (conf_copy / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ("optim: {lrr: 0.1}", LRR),
+        ("lr: 0.1", "unknown key lr; did you mean optim.lr? (the top-level keys are "),
+        ("train: {epoch: 3}", "unknown key train.epoch; did you mean train.epochs?"),
+        ("modle: {hidden_sizes: [32]}", "unknown key modle.hidden_sizes; did you mean model."),
+        ("optim: {name: adam, bet1: 0.8}", "unknown key optim.bet1; did you mean optim.beta1 or"),
+        ("optim: {epochs: 3}", "unknown key optim.epochs; did you mean train.epochs? (the keys of"),
+        ("optim: {zzz: 1}", "unknown key optim.zzz; the keys of optim are name, lr, weight_decay"),
+    ],
+)
+def test_a_misspelt_key_in_a_params_file_is_named_with_the_closest_keys(
+    tmp_path, capsys, monkeypatch, params, message
+):
+    (tmp_path / "bad.yaml").write_text(params + "\n")
+    monkeypatch.chdir(tmp_path)
+    argv = ["backprop", "preprocess", "x.csv", "out", "--params", "bad.yaml"]
+    result = in_process(capsys, cli_main, argv, monkeypatch)
+    one_line_naming(result, message)
+    assert result.stderr.startswith(f"backprop preprocess: error: bad.yaml: {message}")
+
+
+def test_the_dvc_hook_checks_only_dvcs_composition_of_this_conf(tmp_path):
+    """The plugin refuses in DVC's compose_and_dump, with our line, what DVC would refuse
+    in many; another project's conf/ composed there, and anything valid, it leaves alone."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import ConfigCompositionException
+
+    def compose(conf, overrides):
+        output = tmp_path / "params.yaml"
+        compose_and_dump(output, str(conf), None, "config", str(REPO / "src"), overrides)
+        return output.read_text()
+
+    with pytest.raises(InvalidArgumentError) as refused:
+        compose(REPO / "conf", ["optim.lrr=0.1"])
+    assert str(refused.value) == LRR
+    assert "lr: 0.25\n" in compose(REPO / "conf", ["optim.lr=0.25", "model=relu"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text("lr: 1\n")
+    with pytest.raises(ConfigCompositionException):
+        compose(other, ["lrr=0.1"])
+    assert compose(other, ["lr=2"]) == "lr: 2\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [["-S", "optim.lrr=0.1"], ["-S", "+optim.lrr=0.1"], ["--queue", "-S", "optim.lrr=0.1"]],
+)
+def test_dvc_exp_run_names_a_misspelt_key_first(project, args):
+    params = (project / "params.yaml").read_text()
+    result = sh(project, "dvc", "exp", "run", *args, check=False)
+    assert result.returncode != 0
+    assert result.stdout.strip() == ""  # nothing before our line
+    first = result.stderr.strip().splitlines()[0]
+    assert first == f"ERROR: {LRR}", result.stderr
+    assert (project / "params.yaml").read_text() == params
+    assert "No experiment tasks in the queue" in sh(project, "dvc", "queue", "status").stdout
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_composes_valid_overrides_as_before(project):
+    """Queued, so composed and stashed but not run: the params DVC composed."""
+    import json
+
+    sweeps = [["optim.lr=0.1", "model=relu", "model.hidden_sizes=[32]"],
+              ["data=csv", "data.path=data/raw/digits.csv", "data.label_column=label"]]  # fmt: skip
+    try:
+        for overrides in sweeps:
+            sets = [arg for o in overrides for arg in ("-S", o)]
+            result = sh(project, "dvc", "exp", "run", "--queue", *sets)
+            assert "Queued experiment" in result.stdout, result.stdout + result.stderr
+        shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+        queued = [rev["data"]["params"]["params.yaml"]["data"]
+                  for baseline in shown for exp in baseline.get("experiments") or []
+                  for rev in exp["revs"]]  # fmt: skip
+        assert len(queued) == 2
+        relu = next(p for p in queued if p["model"]["name"] == "relu")
+        assert relu["optim"]["lr"] == 0.1 and relu["model"]["hidden_sizes"] == [32]
+        csv = next(p for p in queued if p["data"]["name"] == "csv")
+        assert csv["data"]["label_column"] == "label" and csv["model"]["name"] == "seed"
+    finally:
+        sh(project, "dvc", "queue", "remove", "--all")

@@ -152,7 +152,8 @@ def test_cli_reads_params_yaml_or_the_named_file_or_defaults(digits_csv, tmp_pat
     [
         (
             "preprocess:\n  scalng: global\n",
-            "p.yaml: unknown key preprocess.scalng; the keys of preprocess are",
+            "p.yaml: unknown key preprocess.scalng; did you mean preprocess.scaling? "
+            "(the keys of preprocess are",
         ),
         (
             "preprocess:\n  test_fraction: 1.5\n",

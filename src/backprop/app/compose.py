@@ -8,8 +8,12 @@ type, an impossible value or an unknown key with one line naming the key,
 through whichever front door composes.
 
 DVC composes ``conf/`` into ``params.yaml`` in its own process and finds this
-through ``hydra.plugins_path`` (``src/hydra_plugins/backprop_conf``); the
+through ``hydra.plugins_path`` (``src/hydra_plugins/backprop_conf``), whose plugin
+also runs :func:`check_composition` on DVC's overrides before DVC composes; the
 Hydra app imports it directly.
+
+A key that ``conf/`` does not have is named with the closest keys it has:
+``unknown key optim.lrr; did you mean optim.lr? (the keys of optim are ...)``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ import yaml
 from backprop.app.command import Command
 from backprop.errors import ConfigError
 from backprop.pipeline.project import conf_dir as project_conf_dir
-from backprop.pipeline.settings import Settings, conf_digest, yaml_problem
+from backprop.pipeline.settings import Settings, conf_digest, unknown_key, yaml_problem
 
 COMPOSED = "the composed config"
 
@@ -84,23 +89,32 @@ def _default_choice(conf_dir: Path, group: str) -> str | None:
 
 def compose_config(overrides: list[str] | None = None, conf_dir: Path | None = None) -> Settings:
     """The settings that ``conf/`` composes to with ``overrides``; ConfigError in one line."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    register()
     conf_dir = conf_dir or project_conf_dir()
     check_choices(list(overrides or []), conf_dir)
-    try:
-        with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
-            cfg = compose(config_name="config", overrides=list(overrides or []))
-        OmegaConf.resolve(cfg)
-        values = OmegaConf.to_container(cfg)
-    except Exception as err:  # Hydra and OmegaConf raise many kinds; all mean a bad config
-        raise ConfigError(describe_config_error(err)) from None
+    values = check_composition(conf_dir, list(overrides or []))
     try:
         return Settings.from_params(values, COMPOSED)
     except ConfigError as err:
         raise ConfigError(err.text, err.key) from None
+
+
+def check_composition(
+    conf_dir: Path, overrides: Sequence[str], config_name: str = "config"
+) -> dict[str, Any]:
+    """``conf/`` composed with ``overrides`` and resolved, as DVC composes it (the
+    ``conf_digest`` resolver checks every value); ConfigError in one line if it fails."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register()
+    try:
+        with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+        return OmegaConf.to_container(cfg)
+    except Exception as err:  # Hydra and OmegaConf raise many kinds; all mean a bad config
+        message = describe_config_error(err, conf_dir, overrides, config_name)
+        raise ConfigError(message) from None
 
 
 def compose_params(output: str | Path = "params.yaml", overrides: list[str] | None = None) -> Path:
@@ -111,24 +125,35 @@ def compose_params(output: str | Path = "params.yaml", overrides: list[str] | No
     from dvc.utils.hydra import compose_and_dump
 
     conf_dir = project_conf_dir()
-    check_choices(list(overrides or []), conf_dir)
+    overrides = list(overrides or [])
+    check_choices(overrides, conf_dir)
     output = Path(output)
     try:
         compose_and_dump(
-            output, str(conf_dir), None, "config", str(conf_dir.parent / "src"),
-            list(overrides or []),
+            output, str(conf_dir), None, "config", str(conf_dir.parent / "src"), overrides
         )  # fmt: skip
     except Exception as err:  # Hydra and OmegaConf raise many kinds; all mean a bad config
-        raise ConfigError(describe_config_error(err)) from None
+        raise ConfigError(describe_config_error(err, conf_dir, overrides)) from None
     return output
 
 
-def describe_config_error(err: BaseException) -> str:
-    """One line from Hydra's and OmegaConf's multi-line, nested messages, naming the key."""
-    chain = []
-    while err is not None and len(chain) < 10:
-        chain.append(err)
-        err = err.__cause__ or err.__context__
+def describe_config_error(
+    err: BaseException,
+    conf_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+    config_name: str = "config",
+) -> str:
+    """One line from Hydra's and OmegaConf's multi-line, nested messages, naming the key.
+
+    Given the ``conf_dir`` and ``overrides`` composed, an override of a key that the config
+    does not have is named with the closest keys it has.
+    """
+    chain = list(_chain(err))
+    key = _unknown_override(chain, overrides) if conf_dir is not None else None
+    if key is not None:
+        known = _known_keys(Path(conf_dir), [o for o in overrides if _key(o) != key], config_name)
+        if known:
+            return str(unknown_key(key, known))
     for e in chain:  # a conf file that is not YAML: its file and line
         mark = getattr(e, "problem_mark", None)
         if isinstance(e, yaml.YAMLError) and mark is not None:
@@ -149,6 +174,65 @@ def describe_config_error(err: BaseException) -> str:
     if first.startswith("In ") and "Could not find" in first and len(options) > 1:
         return f"{first}; {options[0].rstrip(':').lower()}: {', '.join(options[1:])}"
     return first
+
+
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """The exception and those it was raised from or during, up to 10."""
+    for _ in range(10):
+        if err is None:
+            return
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0]
+
+
+def _unknown_override(chain: list[BaseException], overrides: Sequence[str]) -> str | None:
+    """The key of the override (``optim.lrr=0.1``, no ``+``) that Hydra could not apply
+    because the config has no such key: OmegaConf's "not in struct" names it, or the first
+    part of it that is missing (``modle`` of ``modle.hidden_sizes``)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    missing = next(
+        (e.full_key for e in chain
+         if isinstance(e, ConfigAttributeError | ConfigKeyError) and e.full_key),
+        None,
+    )  # fmt: skip
+    if not missing:
+        return None
+    keys = [_key(o) for o in overrides if not o.startswith(("+", "~"))]
+    return next((k for k in keys if k == missing or k.startswith(missing + ".")), None)
+
+
+def _known_keys(conf_dir: Path, overrides: list[str], config_name: str) -> list[str]:
+    """The dotted keys of ``conf/`` composed with the other overrides (their choices of
+    files decide the keys: ``optim=adam`` has ``optim.beta1``), unresolved; an override that
+    fails too is left out, and all of them if another kind fails."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    while True:  # each turn leaves out an override, or all
+        try:
+            with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
+                cfg = compose(config_name=config_name, overrides=overrides)
+            values = OmegaConf.to_container(cfg, resolve=False)
+            break
+        except Exception as err:  # Hydra and OmegaConf raise many kinds
+            if not overrides:
+                return []
+            other = _unknown_override(list(_chain(err)), overrides)
+            overrides = [o for o in overrides if _key(o) != other] if other else []
+    values.pop("hydra", None)
+    return list(_dotted(values))
+
+
+def _dotted(values: dict[Any, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        yield prefix + str(key)
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
 
 
 def _params_arguments(p: argparse.ArgumentParser) -> None:

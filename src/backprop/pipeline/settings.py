@@ -16,10 +16,11 @@ the same thing through every front door.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,10 +85,7 @@ class Settings:
         top = [f.name for f in dataclasses.fields(RunConfig)]
         unknown = sorted(set(params) - set(top) - set(SECTIONS))
         if unknown:
-            keys = ", ".join([*top[:1], *SECTIONS, *top[1:]])
-            raise ConfigError(f"unknown key {{key}}; the top-level keys are {keys}", unknown[0]).at(
-                source
-            )
+            raise unknown_key(_first_leaf(params, unknown[0]), known_keys(params)).at(source)
         sections = {}
         for name, make in SECTIONS.items():
             values = params.get(name)
@@ -100,6 +98,8 @@ class Settings:
             try:
                 sections[name] = make(values)
             except ConfigError as err:
+                if err.key is not None and err.key not in _section_keys(make, values):
+                    raise unknown_key(f"{name}.{err.key}", known_keys(params)).at(source) from None
                 raise err.within(name).at(source) from None
         try:
             run = build(RunConfig, {k: params[k] for k in top if k in params})
@@ -123,6 +123,90 @@ class Settings:
         params = identity(self)
         params.pop("conf_digest", None)
         return params
+
+
+def known_keys(params: Mapping[str, Any]) -> list[str]:
+    """The dotted keys that :meth:`Settings.from_params` takes: the top-level keys, then each
+    section's, of the class its values choose (``optim.beta1`` with ``optim.name: adam``)."""
+    top = [f.name for f in dataclasses.fields(RunConfig)]
+    keys = [*top[:1], *SECTIONS, *top[1:]]
+    for name, make in SECTIONS.items():
+        keys += [f"{name}.{key}" for key in _section_keys(make, params.get(name))]
+    return keys
+
+
+def _section_keys(make: Callable[[Any], Any], values: Any) -> list[str]:
+    """The keys of the settings class that ``make`` builds from ``values``: a key it refuses
+    (unknown, or a bad value) is left out until it builds, else its defaults' class."""
+    values = dict(values) if isinstance(values, Mapping) else {}
+    while True:  # each turn removes a key
+        try:
+            return [f.name for f in dataclasses.fields(make(values))]
+        except ConfigError as err:
+            if err.key not in values:
+                return [f.name for f in dataclasses.fields(make({}))]
+            del values[err.key]
+
+
+def _first_leaf(params: Mapping[str, Any], key: Any) -> str:
+    """``modle.hidden_sizes`` for an unknown ``modle`` holding a mapping: the whole key given."""
+    path, value = [str(key)], params[key]
+    while isinstance(value, Mapping) and value:
+        first = next(iter(value))
+        path.append(str(first))
+        value = value[first]
+    return ".".join(path)
+
+
+def close_keys(key: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """The known dotted keys most like ``key``, by :func:`difflib.get_close_matches`.
+
+    Its last part is matched against the last parts of the known keys, whatever their
+    section (``lr`` finds ``optim.lr``, ``train.epoch`` ``train.epochs``), those of its own
+    section first and alone if there are any, sections only for a top-level key; a section
+    that is none of the config's stands for the sections it is like (``modle.hidden_sizes``
+    finds ``model.hidden_sizes``).  Matching the whole dotted keys instead would make
+    ``optim.zzz`` like ``optim.lr`` by the ``optim.`` they share, and ``lr`` like nothing.
+    """
+    known = [k for k in known if k != key]
+    section, _, name = key.rpartition(".")
+    sections = {k.rpartition(".")[0] for k in known}
+    if section and section not in sections:
+        found = []
+        for alike in difflib.get_close_matches(section, sorted(sections - {""}), n):
+            within = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == alike}
+            found += [within[close] for close in difflib.get_close_matches(name, within, n)]
+        if found:
+            return found[:n]
+    by_name: dict[str, list[str]] = {}
+    for k in known:
+        if not section or k not in sections:
+            by_name.setdefault(k.rpartition(".")[2], []).append(k)
+    found = [k for close in difflib.get_close_matches(name, by_name, n) for k in by_name[close]]
+    own = [k for k in found if k.rpartition(".")[0] == section]
+    return list(dict.fromkeys(own or found))[:n]
+
+
+def unknown_key(key: str, known: Iterable[str]) -> ConfigError:
+    """``unknown key optim.lrr; did you mean optim.lr? (the keys of optim are name, lr, ...)``:
+    the closest of the ``known`` dotted keys, then the keys beside it (without a close one:
+    ``unknown key optim.zzz; the keys of optim are ...``)."""
+    known = list(known)
+    sections = {k.rpartition(".")[0] for k in known}
+    parts = key.split(".")
+    section = next(
+        (s for s in (".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)) if s in sections),
+        "",
+    )
+    beside = [k[len(section) + 1 :] if section else k for k in known
+              if k.rpartition(".")[0] == section]  # fmt: skip
+    listed = f"the keys of {section}" if section else "the top-level keys"
+    listing = f"{listed} are {', '.join(beside)}"
+    close = close_keys(key, known)
+    if not close:
+        return ConfigError(f"unknown key {{key}}; {listing}", key)
+    guess = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return ConfigError(f"unknown key {{key}}; did you mean {guess}? ({listing})", key)
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:
