@@ -18,6 +18,17 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse reports the message, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def plain_warnings() -> None:
     """Our own warnings as one line, ``backprop: warning: ...``, not Python's file and code."""
     original = warnings.formatwarning

@@ -29,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 from tqdm import tqdm
 
-from backprop.app.command import Command
+from backprop.app.command import Command, positive_int
 from backprop.errors import DataError, UserError
 from backprop.pipeline.files import (
     WholeWrites,
@@ -199,16 +199,6 @@ class _ByteBar:
         self.bar.close()
 
 
-def _chunk_rows(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model folder or MLflow model URI")
     p.add_argument("input", metavar="INPUT.csv", help="rows to predict")
@@ -218,7 +208,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         "a device or pipe is written as it goes (default: standard output)",
     )  # fmt: skip
     p.add_argument(
-        "--chunk-rows", type=_chunk_rows, default=CHUNK_ROWS,
+        "--chunk-rows", type=positive_int, default=CHUNK_ROWS,
         help=f"rows per chunk (default {CHUNK_ROWS})",
     )  # fmt: skip
 

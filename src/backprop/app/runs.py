@@ -15,7 +15,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from backprop.app.command import Command
+from backprop.app.command import Command, positive_int
 from backprop.errors import TrackingError, UserError
 from backprop.pipeline.settings import load_settings
 from backprop.tracking.store import Store, alias_problem
@@ -117,16 +117,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def _runs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="experiment name (default from params.yaml)")
     p.add_argument("--sweep", metavar="RUN_ID", help="a sweep's parent run id, or 'latest'")
@@ -136,7 +126,7 @@ def _runs_arguments(p: argparse.ArgumentParser) -> None:
         f"equal values: lower {TIE_BREAK} first; one of {', '.join(SORTABLE)}",
     )  # fmt: skip
     p.add_argument(
-        "--limit", type=_positive, default=50, help="at most this many rows (default 50)"
+        "--limit", type=positive_int, default=50, help="at most this many rows (default 50)"
     )
     p.add_argument("--params", metavar="FILE", help="default ./params.yaml if present")
 
