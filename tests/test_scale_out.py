@@ -113,5 +113,5 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
             warnings.simplefilter("ignore", UserWarning)
             model = mlflow.pyfunc.load_model(f"runs:/{jobs[0].info.run_id}/model")
         rows = pd.read_csv(cached_digits(root), nrows=5).drop(columns=["label"])
-        assert list(model.predict(rows).columns[:2]) == ["label", "proba_0"]
+        assert list(model.predict(rows).columns[:2]) == ["predicted", "proba_0"]
     assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite file
