@@ -273,3 +273,19 @@ def test_workers_of_a_sweep_whose_launcher_is_killed_end_and_their_runs_are_kill
     jobs = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")
     assert sorted(j.info.status for j in jobs) == ["KILLED", "KILLED"]
     assert all(j.data.tags["error"] == "interrupted (SIGTERM)" for j in jobs)
+
+
+def test_a_sweep_piped_to_head_still_finishes_and_records_its_summary(project):
+    """`| head -3` closes the pipe after three lines: the jobs go on, the parent is summarised."""
+    result = subprocess.run(
+        "backprop-experiment --multirun train.epochs=1 train.patience=null "
+        "'model.hidden_sizes=[16]' optim.lr=1.0,0.5 | head -3; exit ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", cwd=project, env=venv_env(), capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    parent = latest_parent(project)
+    assert parent.info.status == "FINISHED" and parent.data.tags["jobs"] == "2"
+    assert "best_run_id" in parent.data.params

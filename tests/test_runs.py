@@ -301,3 +301,44 @@ def test_bench_runs_smoke_reports_every_figure():
     assert report["runs_seconds"] == sorted(report["runs_samples"])[0]  # one repeat: its median
     assert report["slowest_imports"] and report["slowest_calls"]
     assert any(i["module"] == "backprop.app.cli" for i in report["slowest_imports"])
+
+
+def test_another_programs_sqlite_file_or_an_empty_one_is_never_given_mlflow_tables(
+    tmp_path, monkeypatch, capsys
+):
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    theirs, empty = tmp_path / "theirs.db", tmp_path / "empty.db"
+    with sqlite3.connect(theirs) as db:
+        db.execute("CREATE TABLE mydata (x)")
+    db.close()
+    empty.write_bytes(b"")
+    before = theirs.read_bytes()
+    for command in (["runs"], ["predict", "models:/x@champion", str(tmp_path / "in.csv")],
+                    ["register", "0123abcd", "x"]):  # fmt: skip
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{theirs}")
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "an SQLite database that is not an MLflow tracking store (its tables: mydata)" in err
+        assert theirs.read_bytes() == before, command  # MLflow did not add its tables
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{empty}")
+    assert main(["runs"]) == 2
+    assert "no MLflow experiment named" in capsys.readouterr().err
+    assert empty.read_bytes() == b""  # read only: no tables made in it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
+    assert main(["runs"]) == 2
+    assert "is not a tracking store MLflow can use" in capsys.readouterr().err
+
+
+def test_jobs_that_failed_before_logging_params_do_not_make_every_param_look_swept():
+    from types import SimpleNamespace
+
+    from backprop.app.runs import swept_params
+
+    def run(params):
+        return SimpleNamespace(data=SimpleNamespace(params=params))
+
+    runs = [run({"optim.lr": "1", "train.epochs": "3"}),
+            run({"optim.lr": "0.5", "train.epochs": "3"}), run({})]  # fmt: skip
+    assert swept_params(runs) == ["optim.lr"]

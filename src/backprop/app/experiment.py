@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backprop.app.command import plain_warnings
+from backprop.app.command import ReaderGone, plain_warnings
 from backprop.app.compose import COMPOSED, compose_config, describe_config_error, register
 from backprop.app.job import run_job
 from backprop.app.sweep import (
@@ -333,6 +333,7 @@ def main() -> None:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         sys.exit(2)
     os.environ[_LAUNCHER_PID] = str(os.getpid())  # workers watch it (_exit_with_launcher)
+    sys.stdout = ReaderGone(sys.stdout)  # before Hydra's log handlers take it
     hydra.main(config_path=str(conf), config_name="config", version_base=None)(task)()
 
 

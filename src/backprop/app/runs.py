@@ -46,6 +46,9 @@ def rank_key(metrics: dict[str, float], sort: str = DEFAULT_SORT) -> tuple:
 
 def swept_params(runs: list[Any]) -> list[str]:
     """The params whose values differ between runs."""
+    # A job that failed before its params were logged has none: it does not make every
+    # param look swept.
+    runs = [r for r in runs if r.data.params]
     keys = sorted({k for r in runs for k in r.data.params})
     return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
 

@@ -207,9 +207,13 @@ class Summary:
             row["status"] = run.info.status
             row["run_id"] = run.info.run_id
             rows.append(row)
-        lines = [f"sweep of {len(self.ranked)} jobs, best first "
+        jobs = "1 job" if len(self.ranked) == 1 else f"{len(self.ranked)} jobs"
+        lines = [f"sweep of {jobs}, best first "
                  f"(by {SCORE}, ties by kept_val_loss):", format_table(rows)]  # fmt: skip
         best = self.best
+        if best is None and len(self.failed) < len(self.ranked):
+            lines.append(f"no job has a {SCORE} to rank by (no validation split: "
+                         "preprocess.val_fraction is 0?); the table is in job order")  # fmt: skip
         if best is not None:
             lines.append(f"best: job {_job(best)}, run {best.info.run_id}")
             overrides = best.data.tags.get("overrides")
@@ -268,6 +272,7 @@ def summarise(store: Store, parent_run_id: str, experiment_name: str) -> Summary
             swept,
             best_index=scored.index(best),
             names=[r.data.tags.get("sweep_job", str(i)) for i, r in enumerate(scored)],
+            jobs=len(runs),
         )
         client.log_image(parent_run_id, _image(summary.figure), "sweep_summary.png")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")

@@ -197,7 +197,7 @@ def misclassified(
 
 def sweep_summary(
     params: list[dict[str, str]], scores: list[float], swept: list[str], best_index: int,
-    names: list[str] | None = None,
+    names: list[str] | None = None, jobs: int | None = None,
 ) -> bytes:  # fmt: skip
     """Validation accuracy of each job against each swept parameter, one panel per parameter.
 
@@ -209,7 +209,7 @@ def sweep_summary(
     names = names or [str(i) for i in range(len(scores))]
     keys = swept or ["job"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.8 * len(keys), 4.4), squeeze=False)
-    labelled = len(scores) <= 30  # past that, labels would cover each other: the best only
+    labelled = len(scores) <= 12  # past that, labels would cover each other: the best only
     for ax, key in zip(axes[0], keys):
         values = [p.get(key) if swept else names[i] for i, p in enumerate(params)]
         xs, ticks = _positions(values)
@@ -228,19 +228,19 @@ def sweep_summary(
             if min(xs) > 0 and max(xs) / min(xs) > 10:
                 ax.set_xscale("log")
             distinct = sorted(set(xs))
-            if len(distinct) <= 10:  # ticks at the values swept, written as given
+            if len(distinct) <= 8:  # ticks at the values swept (0.30000000000000004: 0.3)
                 from matplotlib.ticker import NullLocator
 
-                shown = {float(v): str(v) for v in values}
-                ax.set_xticks(distinct, [shown[x] for x in distinct])
+                ax.set_xticks(distinct, [f"{x:.4g}" for x in distinct],
+                              rotation=45 if len(distinct) > 4 else 0)  # fmt: skip
                 ax.xaxis.set_minor_locator(NullLocator())
         ax.margins(x=0.15, y=0.15)
         ax.grid(alpha=0.3)
         ax.set(xlabel=key, ylabel="validation accuracy (weights kept)")
-    fig.suptitle(
-        f"Sweep of {len(scores)} jobs: best is job {names[best_index]} "
-        f"(ringed, {scores[best_index]:.4f})"
-    )
+    jobs = jobs or len(scores)
+    shown = f"{len(scores)} jobs" if jobs == len(scores) else f"{len(scores)} scored jobs of {jobs}"
+    fig.suptitle(f"Sweep of {shown}: best is job {names[best_index]} "
+                 f"(ringed, {scores[best_index]:.4f})")  # fmt: skip
     fig.tight_layout()
     return _png(fig)
 

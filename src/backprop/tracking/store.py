@@ -208,6 +208,10 @@ class RunListing:
     runs: list[Any] = field(default_factory=list)
 
 
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 class _UnknownSchema(Exception):
     """The SQLite database is not laid out as these queries expect: ask MLflow instead."""
 
@@ -293,7 +297,9 @@ def alias_problem(alias: str) -> str | None:
 
 
 # What MLflow's tracking stores accept (postgresql+psycopg2:// counts as postgresql).
-TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file"}
+# Not file: (a ./mlruns folder): MLflow 3 keeps that backend in maintenance mode and
+# refuses much of what these commands do, with a traceback.
+TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql"}
 
 
 class Store:
@@ -320,10 +326,21 @@ class Store:
 
     @staticmethod
     def _check_sqlite_file(path: Path) -> None:
-        """A tracking database that is a folder, not SQLite or damaged: one line naming it.
-        It is never written to or replaced: its runs may be recoverable."""
+        """A tracking database that is a folder, not SQLite, damaged, or another program's
+        SQLite database: one line naming it.  It is never written to or replaced (MLflow
+        would add its tables to another program's database): its data may be recoverable."""
         if path.is_dir() or path.is_file():
-            read_only_sqlite(path).close()
+            db = read_only_sqlite(path)
+            try:
+                tables = _tables(db)
+            finally:
+                db.close()
+            if tables and "alembic_version" not in tables:
+                shown = ", ".join(sorted(tables)[:5])
+                raise TrackingError(
+                    f"{path}: an SQLite database that is not an MLflow tracking store (its tables: "
+                    f"{shown}); set MLFLOW_TRACKING_URI to an MLflow store, or move it aside"
+                )
 
     def check_uri(self) -> None:
         """A URI MLflow cannot track into is one line, not MLflow's traceback (checked
@@ -379,8 +396,11 @@ class Store:
         """
         path = self._sqlite_path()
         if path is not None and path.exists():
+            self._check_sqlite_file(path)
             db = read_only_sqlite(path)
             try:
+                if "experiments" not in _tables(db):  # an empty file: no runs, and none made
+                    return RunListing(None)
                 return _listed_from_sqlite(db, experiment_name, sweep, metrics)
             except _UnknownSchema:
                 pass
@@ -579,6 +599,7 @@ class Store:
         downloaded into ``dst``.  Read as files: nothing of the model is unpickled."""
         from mlflow.exceptions import MlflowException
 
+        self.check_uri()  # before MLflow opens (and would set up) the store
         try:
             with quiet():
                 local = mlflow().artifacts.download_artifacts(
