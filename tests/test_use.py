@@ -253,3 +253,12 @@ def test_a_sweep_registers_its_best_job_only(trained):
         [client.get_experiment_by_name("backprop").experiment_id], "tags.sweep = 'parent'"
     )[0]
     assert versions[0].run_id == parent.data.params["best_run_id"]
+    assert client.get_model_version_by_alias("swept", "champion").version == versions[0].version
+    # the parent has no model of its own: the refusal names the job to register instead
+    best = parent.data.params["best_run_id"]
+    refused = sh(root, "backprop", "register", parent.info.run_id, "other", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"backprop register: error: run {parent.info.run_id} is a sweep's parent, which has no "
+        f"model of its own; its best job is run {best}: `backprop register {best} other`\n"
+    )

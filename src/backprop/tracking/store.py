@@ -549,6 +549,12 @@ class Store:
             [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = 'model'"
         )
         if not models:
+            best = run.data.params.get("best_run_id")
+            if run.data.tags.get("sweep") == "parent" and best:
+                raise TrackingError(
+                    f"run {run_id} is a sweep's parent, which has no model of its own; its best "
+                    f"job is run {best}: `backprop register {best} {name}`"
+                )
             raise TrackingError(
                 f"run {run_id} has no logged model (status {run.info.status}); register a run "
                 "that finished training"
