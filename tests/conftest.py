@@ -1,3 +1,4 @@
+import errno
 import os
 
 import pytest
@@ -63,3 +64,39 @@ def _no_inherited_tracking_uri(monkeypatch):
     """``mlflow.set_tracking_uri``, which some tests call, writes the URI into the process's
     environment, where the next test's ``backprop`` would take it for the user's choice."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
+def full_disk_for(monkeypatch):
+    """``install(test)``: the files whose temporary's path passes ``test`` take ``after``
+    writes, then fail with ENOSPC (as the disk fills up)."""
+
+    class NoSpace:
+        def __init__(self, file) -> None:
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.file.close()
+
+        def __getattr__(self, name: str):
+            return getattr(self.file, name)
+
+    def install(test, after: int = 0) -> None:
+        real, opened = os.fdopen, []
+
+        def fdopen(fd, *args, **kwargs):
+            file = real(fd, *args, **kwargs)
+            if not test(os.readlink(f"/proc/self/fd/{fd}")):
+                return file
+            opened.append(fd)
+            return file if len(opened) <= after else NoSpace(file)
+
+        monkeypatch.setattr(os, "fdopen", fdopen)
+
+    return install

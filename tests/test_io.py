@@ -1,4 +1,3 @@
-import errno
 import json
 import os
 import zipfile
@@ -90,36 +89,15 @@ def test_class_count_must_match_the_outputs(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_a_full_disk_while_saving_keeps_the_previous_model_whole(tmp_path, monkeypatch):
+def test_a_full_disk_while_saving_keeps_the_previous_model_whole(
+    tmp_path, monkeypatch, full_disk_for
+):
     """Weights and metadata belong together: when the second cannot be written, the first
     is not replaced either, so the folder still holds a model that loads."""
     save_model(tmp_path / "m", make_net(), classes=["cat", "dog", "eel"])
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
 
-    class NoSpace:
-        def __init__(self, file) -> None:
-            self.file = file
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.file.close()
-
-        def __getattr__(self, name: str):
-            return getattr(self.file, name)
-
-    real = os.fdopen
-
-    def fdopen(fd, *args, **kwargs):
-        file = real(fd, *args, **kwargs)
-        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-        return NoSpace(file) if name.startswith(".model.json.") else file
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
+    full_disk_for(lambda path: os.path.basename(path).startswith(".model.json."))
     other = MLP([6, 5, 4, 3], "tanh", rng=np.random.default_rng(1))
     with pytest.raises(OutputError, match="model.json: no space left on the device; the previous"
                        " model is unchanged"):  # fmt: skip

@@ -206,22 +206,23 @@ def test_predict_into_a_fifo_feeds_its_reader_and_leaves_the_fifo(project, tmp_p
     assert "predicted 1797 rows" in err and out == ""  # the summary never joins the rows
 
 
-def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
+def _predict_into_dev_fd(project, capsys, before=lambda: None):
+    """``predict -o /dev/fd/N`` into a pipe someone reads; ``before`` runs once the reader
+    has opened its end.  Returns the exit status, stderr, N and what the reader got."""
     read_end, write_end = os.pipe()
-    received = []
-
-    def read() -> None:
-        with os.fdopen(read_end, "rb") as f:
-            received.append(f.read())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    reader, received = _drain(read_end)
+    before()
     try:
         code, _, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o",
                            f"/dev/fd/{write_end}")  # fmt: skip
     finally:
         os.close(write_end)
     reader.join(timeout=60)
+    return code, err, write_end, received
+
+
+def test_predict_into_a_pipe_given_as_dev_fd(project, capsys):
+    code, err, _, received = _predict_into_dev_fd(project, capsys)
     assert code == 0, err
     assert received[0].startswith(b"predicted,proba_0") and received[0].count(b"\n") == 1798
 
@@ -346,42 +347,6 @@ def test_short_writes_to_stdout_are_finished_and_a_full_disk_behind_it_is_one_li
     assert "Traceback" not in err
 
 
-@pytest.fixture
-def full_disk_for(monkeypatch):
-    """``install(test)``: the files whose temporary's path passes ``test`` take ``after``
-    writes, then fail with ENOSPC (as the disk fills up)."""
-
-    class NoSpace:
-        def __init__(self, file) -> None:
-            self.file = file
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.file.close()
-
-        def __getattr__(self, name: str):
-            return getattr(self.file, name)
-
-    def install(test, after: int = 0) -> None:
-        real, opened = os.fdopen, []
-
-        def fdopen(fd, *args, **kwargs):
-            file = real(fd, *args, **kwargs)
-            if not test(os.readlink(f"/proc/self/fd/{fd}")):
-                return file
-            opened.append(fd)
-            return file if len(opened) <= after else NoSpace(file)
-
-        monkeypatch.setattr(files.os, "fdopen", fdopen)
-
-    return install
-
-
 def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one(
     project, tmp_path, monkeypatch, capsys, full_disk_for
 ):
@@ -413,22 +378,9 @@ def test_a_full_disk_on_a_new_file_says_nothing_was_written(
 def test_a_full_disk_behind_a_pipe_is_one_line_saying_the_output_is_incomplete(
     project, capsys, full_disk_for
 ):
-    read_end, write_end = os.pipe()
-    received = []
-
-    def read() -> None:
-        with os.fdopen(read_end, "rb") as f:
-            received.append(f.read())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    full_disk_for(lambda path: path.startswith("pipe:"))  # `-o >(cat > full/disk/p.csv)`
-    try:
-        code, _, err = run(capsys, "predict", project / "model", project / "digits.csv", "-o",
-                           f"/dev/fd/{write_end}")  # fmt: skip
-    finally:
-        os.close(write_end)
-    reader.join(timeout=60)
+    code, err, write_end, received = _predict_into_dev_fd(  # `-o >(cat > full/disk/p.csv)`
+        project, capsys, before=lambda: full_disk_for(lambda path: path.startswith("pipe:"))
+    )
     one_line(code, err, f"/dev/fd/{write_end}: no space left on the device; what was written to")
     assert "Traceback" not in err and received == [b""]
 
@@ -495,6 +447,19 @@ def test_a_mount_point_as_an_output_folder_is_refused(project, tmp_path, monkeyp
 
 
 # -- inputs that can be read only once ----------------------------------------------------
+
+
+def _drain(fd: int) -> tuple[threading.Thread, list[bytes]]:
+    """A thread reading descriptor ``fd`` to its end; what it read lands in the list."""
+    received: list[bytes] = []
+
+    def read() -> None:
+        with os.fdopen(fd, "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, received
 
 
 def _feed(path_or_fd, data: bytes) -> threading.Thread:

@@ -30,7 +30,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from backprop.app.runs import format_table, rank_key, swept_params
+from backprop.app.runs import DEFAULT_SORT, TIE_BREAK, format_table, rank_key, swept_params
 from backprop.errors import TrackingError
 from backprop.pipeline import plots
 from backprop.pipeline.files import atomic_write_bytes
@@ -38,7 +38,7 @@ from backprop.tracking.store import Store
 from backprop.tracking.tracker import HEADLINE_METRICS, unreachable
 
 PARENT_RUN_ENV = "BACKPROP_SWEEP_PARENT_RUN"
-SCORE = "kept_val_accuracy"  # what ranks jobs (ties: kept_val_loss; see runs.rank_key)
+SCORE = DEFAULT_SORT  # what ranks jobs (ties: TIE_BREAK; see runs.rank_key)
 SWEPT_KEYS_ENV = "BACKPROP_SWEPT_KEYS"  # the keys a sweep varies, for its jobs' run names
 UI_PORT = 5000
 
@@ -209,7 +209,7 @@ class Summary:
             rows.append(row)
         jobs = "1 job" if len(self.ranked) == 1 else f"{len(self.ranked)} jobs"
         lines = [f"sweep of {jobs}, best first "
-                 f"(by {SCORE}, ties by kept_val_loss):", format_table(rows)]  # fmt: skip
+                 f"(by {SCORE}, ties by {TIE_BREAK}):", format_table(rows)]  # fmt: skip
         best = self.best
         if best is None and len(self.failed) < len(self.ranked):
             lines.append(f"no job has a {SCORE} to rank by (no validation split: "

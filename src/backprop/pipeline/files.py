@@ -79,19 +79,27 @@ def _descriptor(path: str | os.PathLike) -> int | None:
     return None
 
 
+def _open_descriptor(path: Path) -> int | None:
+    """The descriptor ``path`` names (see :func:`_descriptor`), which must be open; None if
+    it names none."""
+    fd = _descriptor(path)
+    if fd is not None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OutputError(
+                f"{path}: descriptor {fd} is not open; give a file name, or open it in the shell"
+            ) from None
+    return fd
+
+
 def _open_stream(path: Path, mode: str, **open_args: Any) -> IO[Any]:
     """``path``, a device or pipe, opened to write in place.  A descriptor's name is the
     descriptor itself, duplicated as the shell's ``>&1`` does: its offset and append mode
     are kept and nothing is truncated (``-o /dev/stdout >> log.csv`` appends)."""
-    fd = _descriptor(path)
+    fd = _open_descriptor(path)
     if fd is None:
         return open(path, mode, **open_args)
-    try:
-        os.fstat(fd)
-    except OSError:
-        raise OutputError(
-            f"{path}: descriptor {fd} is not open; give a file name, or open it in the shell"
-        ) from None
     for stream in (sys.stdout, sys.stderr):  # what Python holds for it goes out first
         with contextlib.suppress(Exception):
             stream.flush()
@@ -159,14 +167,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
         raise OutputError(
             f"{path}: is a folder; give a file name, such as {path / 'predictions.csv'}"
         )
-    fd = _descriptor(path)
-    if fd is not None:
-        try:
-            os.fstat(fd)
-        except OSError:
-            raise OutputError(
-                f"{path}: descriptor {fd} is not open; give a file name, or open it in the shell"
-            ) from None
+    _open_descriptor(path)  # a descriptor named must be open
     if is_stream(path):
         return path
     _check_parent(path, path.parent, "give another path")
