@@ -17,6 +17,7 @@ from backprop.errors import DataError
 from backprop.pipeline.chain import ChainResult, input_csv, run_chain
 from backprop.pipeline.checkpoints import recorded_run_id
 from backprop.pipeline.files import atomic_write_text, file_digest
+from backprop.pipeline.runlog import RunLog
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.train import checkpoint_of
 from backprop.tracking.store import Store
@@ -33,13 +34,14 @@ class Outcome:
 def run_job(
     settings: Settings, params: dict[str, Any], job_dir: Path, store: Store,
     parent_run_id: str | None = None, run_name: str | None = None,
-    tags: dict[str, str] | None = None, progress: bool = True,
+    tags: dict[str, str] | None = None, progress: bool = True, watch: Any = None,
 ) -> Outcome:  # fmt: skip
     """All the stages into ``job_dir``, tracked as one run (nested under ``parent_run_id``).
 
     ``params`` (the composed config) is written to ``job_dir/params.yaml`` and logged with
     the run, which ``backprop reproduce`` reads back.  With ``train.resume`` the run of the
-    checkpoint goes on.
+    checkpoint goes on.  ``watch`` (a search's trial) sees each epoch after the run log,
+    and may end training by raising TrainingStopped; ``watch.run_started(run_id)`` first.
     """
     params_file = job_dir / "params.yaml"
     atomic_write_text(params_file, yaml.safe_dump(params, sort_keys=False))
@@ -55,13 +57,31 @@ def run_job(
         tags=tags,
         params_file=str(params_file),
     ) as tracker:  # opened first, so that a job failing on its data is a FAILED run too
-        chain = run_chain(settings, job_dir, tracker, progress)
+        log: RunLog = tracker
+        if watch is not None:
+            watch.run_started(tracker.run_id)
+            log = _Watched(tracker, watch)
+        chain = run_chain(settings, job_dir, log, progress)
     outcome = Outcome(tracker.run_id, chain)
     name = settings.registered_model_name
     if name and parent_run_id is None and tracker.offline is None:
         version = store.register_model(tracker.run_id, name)
         outcome.registered = f"models:/{name}/{version} (models:/{name}@champion)"
     return outcome
+
+
+class _Watched:
+    """The run log, and after each epoch the watcher (which may stop training)."""
+
+    def __init__(self, log: RunLog, watch: Any) -> None:
+        self._log, self._watch = log, watch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def __call__(self, metrics: Any) -> None:
+        self._log(metrics)
+        self._watch(metrics)
 
 
 def _checkpoint_run(settings: Settings, store: Store) -> str | None:

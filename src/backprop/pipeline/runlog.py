@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     from backprop.pipeline.settings import Settings
 
 
+class TrainingStopped(Exception):
+    """Raised by a run log's epoch callback to end training on purpose (a pruner's verdict).
+
+    Not an error: the run ends KILLED with ``tags`` (e.g. ``optuna.state=PRUNED``,
+    ``pruned_epoch``) and its checkpoint is kept; ``run_id`` is the run it ended.
+    """
+
+    def __init__(self, reason: str, epoch: int, tags: dict[str, str]) -> None:
+        super().__init__(reason)
+        self.reason, self.epoch, self.tags = reason, epoch, tags
+        self.run_id: str | None = None
+
+
 class RunLog(Protocol):
     run_id: str | None
 

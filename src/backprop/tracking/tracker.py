@@ -28,6 +28,7 @@ from backprop.nn.training import EpochMetrics, History, TrainingState
 from backprop.pipeline.interrupt import deferred
 from backprop.pipeline.prepared import Prepared
 from backprop.pipeline.project import git_state
+from backprop.pipeline.runlog import TrainingStopped
 from backprop.pipeline.settings import Settings
 from backprop.tracking.store import Store, database_written, mlflow, quiet, unwritable
 
@@ -126,6 +127,11 @@ class Tracker:
         self.flush()
         if err is None:
             self._guarded("its end (FINISHED)", self.store.client.set_terminated, self.run_id)
+        elif isinstance(err, TrainingStopped):  # on purpose (pruned): KILLED, not FAILED
+            err.run_id = err.run_id or self.run_id
+            for key, value in {**err.tags, "stopped": err.reason}.items():
+                self._guarded("its end", self.store.client.set_tag, self.run_id, key, value)
+            self._guarded("its end", self.store.client.set_terminated, self.run_id, "KILLED")
         elif isinstance(err, KeyboardInterrupt):
             why = f"interrupted ({getattr(err, 'signal_name', 'SIGINT')})"
             self._end("KILLED", why)
