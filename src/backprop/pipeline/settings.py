@@ -269,10 +269,13 @@ def read_params(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def conf_digest(conf_dir: str | os.PathLike) -> str:
-    """SHA-256 (first 16 hex digits) of every ``*.yaml`` under ``conf_dir``, names included."""
+    """SHA-256 (first 16 hex digits) of every ``*.yaml`` under ``conf_dir``, names included,
+    but those under ``hydra/``: launchers and sweepers, which params.yaml never holds."""
     conf_dir = Path(conf_dir)
     digest = hashlib.sha256()
     for path in sorted(conf_dir.rglob("*.yaml")):
+        if path.relative_to(conf_dir).parts[0] == "hydra":
+            continue
         digest.update(path.relative_to(conf_dir).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
