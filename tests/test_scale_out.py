@@ -53,9 +53,33 @@ def test_a_sweep_on_a_local_ray_instance(ray_launcher, tmp_path):
     assert all(j.info.status == "FINISHED" and "test_accuracy" in j.data.metrics for j in jobs)
 
 
+def test_a_search_on_a_local_ray_instance(ray_launcher, tmp_path):
+    import mlflow
+    import optuna
+
+    root = fresh_copy(tmp_path)
+    sh(
+        root, "backprop-experiment", "--multirun", "hydra/launcher=ray_local",
+        "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", *SWEEP,
+        "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=1",
+        "optim.lr=tag(log, interval(0.001, 1.0))",
+    )  # fmt: skip
+    url = f"sqlite:///{root / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(url)
+    study = optuna.load_study(study_name=name, storage=url)
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    # each trial's epochs reached the study from its Ray worker
+    assert all(t.intermediate_values for t in study.trials)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)
+
+
 @contextlib.contextmanager
 def postgres_server(bin_dir: str) -> str:
-    """A throw-away PostgreSQL on 127.0.0.1; yields its URI for a database `mlflow`."""
+    """A throw-away PostgreSQL on 127.0.0.1; yields its URI for a database `mlflow` (there is
+    a database `optuna` beside it)."""
     folder = Path(tempfile.mkdtemp(prefix="backprop-pg-", dir="/tmp"))
     data = folder / "data"
     port = free_port()
@@ -68,8 +92,9 @@ def postgres_server(bin_dir: str) -> str:
         start = [f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(data / "log")]
         subprocess.run([*as_postgres, *start, "-w", "start"], check=True, capture_output=True)
         try:
-            subprocess.run([*as_postgres, f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p",
-                            str(port), "mlflow"], check=True, capture_output=True)  # fmt: skip
+            for name in ("mlflow", "optuna"):  # each its own tables (both have alembic's)
+                subprocess.run([*as_postgres, f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p",
+                                str(port), name], check=True, capture_output=True)  # fmt: skip
             # SQLAlchemy 2.1 takes postgresql:// as psycopg 3; the extra installs psycopg2.
             yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
         finally:
@@ -114,4 +139,28 @@ def test_a_sweep_tracked_over_http_into_mlflow_server_on_postgresql(postgres_too
             model = mlflow.pyfunc.load_model(f"runs:/{jobs[0].info.run_id}/model")
         rows = pd.read_csv(cached_digits(root), nrows=5).drop(columns=["label"])
         assert list(model.predict(rows).columns[:2]) == ["predicted", "proba_0"]
+        # A search whose study lives in PostgreSQL too, as trials on several machines share it
+        study_url = database.replace("/mlflow", "/optuna")
+        search = ["--multirun", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+                  f"hydra.sweeper.storage={study_url}", "hydra/launcher=joblib",
+                  "hydra.launcher.n_jobs=2", "hydra.sweeper.pruner.name=none", *SWEEP,
+                  "optim.lr=tag(log, interval(0.01, 1.0))"]  # fmt: skip
+        searched = sh(root, "backprop-experiment", *search, MLFLOW_TRACKING_URI=uri)
+        assert "postgres@127.0.0.1" in searched.stdout  # the study's database, named
+        again = sh(root, "backprop-experiment", *search, MLFLOW_TRACKING_URI=uri)
+        assert "3 trials done; n_trials=3" in again.stdout
+        import optuna
+
+        (name,) = optuna.get_all_study_names(study_url)
+        study = optuna.load_study(study_name=name, storage=study_url)
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+        parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+        assert parent.data.tags["optuna.trials_complete"] == "3"
+        trials = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
+        assert sorted(r.info.run_id for r in trials) == sorted(
+            t.user_attrs["mlflow_run_id"] for t in study.trials
+        )
     assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite file
+    assert not (root / "optuna.db").exists()

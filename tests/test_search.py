@@ -142,8 +142,15 @@ def test_the_same_command_continues_the_study_without_rerunning_finished_trials(
 def test_the_same_command_proposes_the_same_trials(searched, tmp_path):
     root, _ = searched
     first = study_of(root).get_trials()[:4]
-    sh(root, "backprop-experiment", *SEARCH, "hydra.sweeper.n_trials=4",
-       "hydra.sweeper.study_name=again", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
+    sh(
+        root,
+        "backprop-experiment",
+        *SEARCH,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.study_name=again",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
     second = study_of(root, "again").get_trials()
     assert [t.params for t in second] == [t.params for t in first]
     assert [t.state for t in second] == [t.state for t in first]
@@ -189,8 +196,15 @@ def test_an_interrupted_search_resumes_its_trial_from_the_checkpoint(tmp_path):
     root = fresh_copy(tmp_path)
     command = ["backprop-experiment", *SEARCH, "hydra.sweeper.n_trials=2",
                "hydra.sweeper.pruner.name=none", "train.epochs=400"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=root, env=venv_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        env=venv_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not list((root / "outputs/checkpoints").glob("*.npz")):
@@ -255,7 +269,7 @@ def bare(tmp_path_factory):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optim.lrr=tag(log, interval(0.001, 1.0))", "unknown key optim.lrr; did you mean optim.lr?"),
+        ("optim.lrr=tag(log, interval(0.001, 1))", "unknown key optim.lrr; did you mean optim.lr?"),
         ("optim.lr=interval(1.0, 0.1)", "optim.lr=interval(1.0, 0.1): empty interval"),
         ("optim.lr=tag(log, interval(0, 1))", "a log scale needs low > 0"),
         ("hydra.sweeper.sampler.name=tpee", "hydra.sweeper.sampler.name"),

@@ -37,6 +37,7 @@ from typing import Any
 from backprop.app.command import ReaderGone, plain_warnings
 from backprop.app.compose import COMPOSED, compose_config, describe_config_error, register
 from backprop.app.job import run_job
+from backprop.app.search import TRIAL_ENV
 from backprop.app.sweep import (
     PARENT_RUN_ENV,
     job_colour,
@@ -85,6 +86,7 @@ def task(cfg: Any) -> float:
         _exit_with_launcher()
     job_dir = Path(hc.runtime.output_dir)
     name = f"job {hc.job.num}" if multirun else "run"
+    ticket = os.environ.get(TRIAL_ENV) if multirun else None  # a search's trial
     try:
         params, settings = _resolve(cfg)
     except UserError as err:  # a sweep's combination that pre-flight did not compose
@@ -92,9 +94,11 @@ def task(cfg: Any) -> float:
             raise SystemExit(f"{PROG}: error: {err}") from None
         _record_failed_job(cfg, _run_name(hc, multirun), _run_tags(hc, multirun), err)
         print(f"{PROG}: {name} failed: {err}", file=sys.stderr)
-        return math.nan
+        return _failed(ticket, err)
     try:
         with _blas_threads(hc), graceful():
+            if ticket is not None:
+                return _trial(ticket, params, job_dir, _run_tags(hc, multirun))
             outcome = run_job(
                 settings, params, job_dir, Store(), os.environ.get(PARENT_RUN_ENV),
                 run_name=_run_name(hc, multirun), tags=_run_tags(hc, multirun),
@@ -102,7 +106,9 @@ def task(cfg: Any) -> float:
             )  # fmt: skip
     except TrainingInterrupted as err:
         _sweep_killed(multirun)
-        if multirun:  # finished jobs have no checkpoint and run again; this one goes on
+        if ticket is not None:  # the search's study knows its trials
+            how = "the same command: the search goes on with this trial"
+        elif multirun:  # finished jobs have no checkpoint and run again; this one goes on
             how = "the same command plus train.resume=true"
         else:
             overrides = " ".join(o for o in hc.overrides.task if not o.startswith("train.resume="))
@@ -120,13 +126,13 @@ def task(cfg: Any) -> float:
             sys.exit(2)
         # In a sweep the other jobs go on; the job's MLflow run is already FAILED.
         print(f"{PROG}: {name} failed: {err}", file=sys.stderr)
-        return math.nan
+        return _failed(ticket, err)
     except Exception as err:
         if not multirun:
             raise  # a bug in this code: its traceback
         traceback.print_exc()
         print(f"{PROG}: {name} failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return math.nan
+        return _failed(ticket, err)
     chain = outcome.chain
     kept = chain.kept_val_accuracy
     shown = f"validation accuracy {kept:.4f}, " if kept is not None else ""
@@ -138,6 +144,47 @@ def task(cfg: Any) -> float:
     if outcome.registered:
         print(f"registered the model as {outcome.registered}")
     return kept if kept is not None else math.nan
+
+
+def _trial(trial_id: str, params: dict[str, Any], job_dir: Path, tags: dict[str, str]) -> Any:
+    """One trial of a search (hydra/sweeper=optuna): its epochs go to the study."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from backprop.app.search import TrialTicket, run_trial
+
+    sweeper = OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)
+    ticket = TrialTicket.find(trial_id, sweeper)
+
+    def one(values, folder, run_name, run_tags, parent, watch):  # one seed's run
+        outcome = run_job(
+            Settings.from_params(values, COMPOSED), values, folder, Store(), parent,
+            run_name=run_name, tags=run_tags, progress=False, watch=watch,
+        )  # fmt: skip
+        return outcome.run_id, outcome.chain.results["evaluate"].metrics
+
+    result = run_trial(ticket, params, job_dir, tags, one)
+    if result.state == "PRUNED":
+        print(f"trial {ticket.number} ({ticket.name}): pruned after epoch {result.epoch} "
+              f"(MLflow run {result.run_id})")  # fmt: skip
+    else:
+        spread = ""
+        if len(result.values) > 1:
+            import statistics
+
+            spread = f" ± {statistics.stdev(result.values):.4f} over {len(result.values)} seeds"
+        print(f"trial {ticket.number} ({ticket.name}): {ticket.metric} {result.value:.4f}{spread} "
+              f"(MLflow run {result.run_id}, outputs in {job_dir})")  # fmt: skip
+    return result
+
+
+def _failed(ticket: str | None, err: BaseException) -> Any:
+    """A failed job's return value: NaN, or a failed trial for a search."""
+    if ticket is None:
+        return math.nan
+    from backprop.app.search import TrialOutcome
+
+    return TrialOutcome("FAIL", error=f"{err}"[:500])
 
 
 _LAUNCHER_PID = "BACKPROP_LAUNCHER_PID"

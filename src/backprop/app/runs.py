@@ -89,7 +89,7 @@ def run_table(
         row: dict[str, Any] = {k: r.data.params.get(k, "") for k in varying}
         row.update({m: r.data.metrics.get(m) for m in shown})
         start, end = r.info.start_time, r.info.end_time
-        row["status"] = r.info.status
+        row["status"] = shown_status(r)
         row["duration"] = (
             str(timedelta(seconds=round((end - start) / 1000))) if start and end else None
         )
@@ -97,6 +97,18 @@ def run_table(
         row["run_id"] = r.info.run_id
         rows.append(row)
     return rows
+
+
+def pruned(run: Any) -> bool:
+    """A search's trial that its pruner stopped (KILLED, tag ``optuna.state=PRUNED``)."""
+    return run.data.tags.get("optuna.state") == "PRUNED"
+
+
+def shown_status(run: Any) -> str:
+    """``FINISHED``, ``FAILED``..., or ``PRUNED@7`` for a trial pruned after epoch 7."""
+    if pruned(run):
+        return f"PRUNED@{run.data.tags.get('pruned_epoch', '?')}"
+    return run.info.status
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

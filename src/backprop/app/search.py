@@ -171,11 +171,12 @@ def parse_space(arguments: list[str], params: Mapping[str, str], grid: bool) -> 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    try:
-        given = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
-        given += parser.parse_overrides(arguments)
-    except Exception as err:  # a syntax error: Hydra's message is one line
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    given = []
+    for line in [*(f"{k}={v}" for k, v in params.items()), *arguments]:
+        try:
+            given += parser.parse_overrides([line])
+        except Exception as err:  # a syntax error: Hydra's message is one line
+            raise ConfigError(f"{line}: {str(err).strip().splitlines()[0]}") from None
     distributions: dict[str, Any] = {}
     written: dict[str, str] = {}
     fixed: dict[str, str] = {}

@@ -16,6 +16,7 @@ the parent run, and exits with status 1 if any job failed, naming them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import math
@@ -30,7 +31,15 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from backprop.app.runs import DEFAULT_SORT, TIE_BREAK, format_table, rank_key, swept_params
+from backprop.app.runs import (
+    DEFAULT_SORT,
+    TIE_BREAK,
+    format_table,
+    pruned,
+    rank_key,
+    shown_status,
+    swept_params,
+)
 from backprop.errors import TrackingError
 from backprop.pipeline import plots
 from backprop.pipeline.files import atomic_write_bytes
@@ -38,6 +47,9 @@ from backprop.tracking.store import Store
 from backprop.tracking.tracker import HEADLINE_METRICS, unreachable
 
 PARENT_RUN_ENV = "BACKPROP_SWEEP_PARENT_RUN"
+SCORE_ENV = "BACKPROP_SWEEP_SCORE"  # a search's metric, when it is not SCORE
+FAILED_TRIALS_ENV = "BACKPROP_SWEEP_FAILED_TRIALS"  # a search's failed trials' numbers
+BEST_RUN_ENV = "BACKPROP_SWEEP_BEST_RUN"  # a search's best trial's run (ties as Optuna saw them)
 SCORE = DEFAULT_SORT  # what ranks jobs (ties: TIE_BREAK; see runs.rank_key)
 SWEPT_KEYS_ENV = "BACKPROP_SWEPT_KEYS"  # the keys a sweep varies, for its jobs' run names
 UI_PORT = 5000
@@ -102,6 +114,8 @@ class SweepTracker(Callback):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self.store = Store()
+        if _searching(config):  # the search opens (or reopens) its study's run itself
+            return
         try:
             experiment_id = self.store.experiment_id(config.experiment_name)
         except TrackingError as err:
@@ -136,12 +150,19 @@ class SweepTracker(Callback):
                 raise
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if _searching(config) and self.parent_run_id is None:
+            self.parent_run_id = os.environ.get(PARENT_RUN_ENV)
+            atexit.register(self._abandoned)
         if self.parent_run_id is None or self.store is None:
             return
         os.environ.pop(PARENT_RUN_ENV, None)
         os.environ.pop(SWEPT_KEYS_ENV, None)
+        score = os.environ.pop(SCORE_ENV, SCORE)
+        best_run = os.environ.pop(BEST_RUN_ENV, None)
+        failed_trials = os.environ.pop(FAILED_TRIALS_ENV, "")
         try:
-            summary = summarise(self.store, self.parent_run_id, config.experiment_name)
+            summary = summarise(self.store, self.parent_run_id, config.experiment_name,
+                                score=score, best_run_id=best_run)  # fmt: skip
             print(summary.report(self.store))
             from omegaconf import OmegaConf
 
@@ -164,6 +185,11 @@ class SweepTracker(Callback):
                 sys.exit(1)
             print(f"backprop-experiment: error: the sweep's summary could not be logged to "
                   f"{self.store.shown}: {reason}", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
+        if failed_trials:  # a search's trials (some fail before they have a run)
+            count = len(failed_trials.split(","))
+            print(f"backprop-experiment: {count} trial(s) failed: {failed_trials}",
+                  file=sys.stderr)  # fmt: skip
             sys.exit(1)
         if summary.failed:
             names = ", ".join(_job(r) for r in summary.failed)
@@ -191,10 +217,13 @@ class Summary:
     failed: list[Any]
     swept: list[str]
     figure: bytes | None = None
+    score: str = SCORE
 
     @property
     def best(self) -> Any | None:
-        return self.ranked[0] if self.ranked and _score(self.ranked[0]) is not None else None
+        if self.ranked and _score(self.ranked[0], self.score) is not None:
+            return self.ranked[0]
+        return None
 
     def report(self, store: Store) -> str:
         """What the terminal shows: the jobs best first, the best job, where to look."""
@@ -202,17 +231,17 @@ class Summary:
         for rank, run in enumerate(self.ranked, 1):
             metrics = run.data.metrics
             row = {"rank": str(rank), "job": run.data.tags.get("sweep_job", "?")}
-            row.update({k: run.data.params.get(k, "") for k in self.swept})
+            row.update({k: _short(run.data.params.get(k, "")) for k in self.swept})
             row.update({m: metrics.get(m) for m in TABLE_METRICS})
-            row["status"] = run.info.status
+            row["status"] = shown_status(run)
             row["run_id"] = run.info.run_id
             rows.append(row)
         jobs = "1 job" if len(self.ranked) == 1 else f"{len(self.ranked)} jobs"
         lines = [f"sweep of {jobs}, best first "
-                 f"(by {SCORE}, ties by {TIE_BREAK}):", format_table(rows)]  # fmt: skip
+                 f"(by {self.score}, ties by {TIE_BREAK}):", format_table(rows)]  # fmt: skip
         best = self.best
         if best is None and len(self.failed) < len(self.ranked):
-            lines.append(f"no job has a {SCORE} to rank by (no validation split: "
+            lines.append(f"no job has a {self.score} to rank by (no validation split: "
                          "preprocess.val_fraction is 0?); the table is in job order")  # fmt: skip
         if best is not None:
             lines.append(f"best: job {_job(best)}, run {best.info.run_id}")
@@ -237,21 +266,33 @@ def ui_hint(store: Store) -> str:
             f"then http://127.0.0.1:{UI_PORT}")  # fmt: skip
 
 
-def summarise(store: Store, parent_run_id: str, experiment_name: str) -> Summary:
+def summarise(
+    store: Store, parent_run_id: str, experiment_name: str, score: str = SCORE,
+    best_run_id: str | None = None,
+) -> Summary:  # fmt: skip
     """Log the sweep's summary into the parent run: the best job's params and metrics under
     the names its children use (the parent's row in the runs table is the best job's), the
     counts as tags, and the figure.  Ties in validation accuracy go to the lower validation
-    loss; test metrics never choose."""
+    loss; test metrics never choose.  A search ranks by its own metric (``score``) and names
+    its best trial's run (``best_run_id``: Optuna's choice among equals); pruned trials
+    rank after finished ones and are not failures."""
     client = store.client
     runs = store.children(parent_run_id, experiment_name)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    failed = [r for r in runs if r.info.status != "FINISHED"]
-    ranked = sorted(runs, key=lambda r: (r.info.status != "FINISHED", rank_key(r.data.metrics)))
+    failed = [r for r in runs if r.info.status != "FINISHED" and not pruned(r)]
+
+    def order(r: Any) -> tuple:
+        state = 0 if r.info.status == "FINISHED" else 1 if pruned(r) else 2
+        return (r.info.run_id != best_run_id, state, rank_key(r.data.metrics, score))
+
+    ranked = sorted(runs, key=order)
     swept = swept_params(runs)
-    summary = Summary(parent_run_id, experiment_id, ranked, failed, swept)
-    client.log_param(parent_run_id, "swept_params", ", ".join(swept) or "none")
+    summary = Summary(parent_run_id, experiment_id, ranked, failed, swept, score=score)
+    with contextlib.suppress(Exception):  # a resumed study's run has it already
+        client.log_param(parent_run_id, "swept_params", ", ".join(swept) or "none")
     client.set_tag(parent_run_id, "jobs", str(len(runs)))
     client.set_tag(parent_run_id, "failed_jobs", str(len(failed)))
+    client.set_tag(parent_run_id, "pruned_jobs", str(sum(map(pruned, runs))))
     best = summary.best
     if best is not None:
         from mlflow.entities import Metric, Param
@@ -261,14 +302,21 @@ def summarise(store: Store, parent_run_id: str, experiment_name: str) -> Summary
             parent_run_id,
             metrics=[Metric(k, v, now, 0) for k, v in best.data.metrics.items()
                      if k in HEADLINE_METRICS],
-            params=[Param("best_run_id", best.info.run_id)]
-            + [Param(k, v) for k, v in best.data.params.items()],
         )  # fmt: skip
+        # params are written once: a resumed study's run keeps its first best as params,
+        # and says the best now in the tag best_run_id
+        client.set_tag(parent_run_id, "best_run_id", best.info.run_id)
+        logged = client.get_run(parent_run_id).data.params
+        fresh = [Param(k, v) for k, v in best.data.params.items() if k not in logged]
+        if "best_run_id" not in logged:
+            fresh.append(Param("best_run_id", best.info.run_id))
+        if all(logged.get(k, v) == v for k, v in best.data.params.items()):
+            client.log_batch(parent_run_id, params=fresh)
         # in the jobs' order, so that categories read in the order they were swept
-        scored = [r for r in runs if r.info.status == "FINISHED" and _score(r) is not None]
+        scored = [r for r in runs if r.info.status == "FINISHED" and _score(r, score) is not None]
         summary.figure = plots.sweep_summary(
             [{k: r.data.params.get(k) for k in swept} for r in scored],
-            [_score(r) for r in scored],
+            [_score(r, score) for r in scored],
             swept,
             best_index=scored.index(best),
             names=[r.data.tags.get("sweep_job", str(i)) for i, r in enumerate(scored)],
@@ -285,8 +333,25 @@ def _job(run: Any) -> str:
     return f"{job} ({name})" if job is not None else name
 
 
-def _score(run: Any) -> float | None:
-    value = run.data.metrics.get(SCORE)
+def _short(value: str) -> str:
+    """A param as a table shows it: a sampled float to 4 significant digits."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and "." in value else value
+
+
+def _searching(config: Any) -> bool:
+    """Is the sweeper the Optuna search (which opens its study's run itself)?"""
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.select(config, "hydra.sweeper._target_", default="") or ""
+    return target.startswith("hydra_plugins.backprop_optuna")
+
+
+def _score(run: Any, score: str = SCORE) -> float | None:
+    value = run.data.metrics.get(score)
     return None if value is None or math.isnan(value) else value
 
 

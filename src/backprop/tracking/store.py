@@ -185,13 +185,18 @@ class ListedRunInfo:
 class ListedRunData:
     params: dict[str, str]
     metrics: dict[str, float]  # the latest value of each (NaN as float("nan"))
+    tags: dict[str, str]  # only LISTED_TAGS
+
+
+# The tags a listing reads (a search's pruned trials say so in them).
+LISTED_TAGS = ("optuna.state", "pruned_epoch", "optuna.trial_number")
 
 
 @dataclass(frozen=True)
 class ListedRun:
     """A run as ``backprop runs`` lists it, shaped like MLflow's ``Run`` (``.info.run_id``,
-    ``.data.params``, ``.data.metrics``) so that the same code ranks both; no tags, no
-    metric histories."""
+    ``.data.params``, ``.data.metrics``, ``.data.tags``) so that the same code ranks both;
+    only the tags of LISTED_TAGS, no metric histories."""
 
     info: ListedRunInfo
     data: ListedRunData
@@ -265,6 +270,13 @@ def _listed_from_sqlite(
             f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({selected})", args
         ):
             params[run_id][key] = value
+        tags: dict[str, dict[str, str]] = {row[0]: {} for row in infos}
+        for run_id, key, value in db.execute(
+            f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({selected}) "
+            f"AND key IN ({', '.join('?' * len(LISTED_TAGS))})",
+            args + LISTED_TAGS,
+        ):
+            tags[run_id][key] = value
         keys = tuple(metrics or ())
         only = f" AND key IN ({', '.join('?' * len(keys))})" if metrics is not None else ""
         for run_id, key, value, is_nan in db.execute(
@@ -280,7 +292,7 @@ def _listed_from_sqlite(
     runs = [
         ListedRun(
             ListedRunInfo(run_id, name, status, start, end),
-            ListedRunData(params[run_id], values[run_id]),
+            ListedRunData(params[run_id], values[run_id], tags[run_id]),
         )
         for run_id, name, status, start, end in infos
     ]
