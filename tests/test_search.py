@@ -295,3 +295,66 @@ def test_the_grid_sampler_needs_values_to_try(bare):
                 check=False)  # fmt: skip
     assert result.returncode == 2
     assert "the grid sampler needs values to try" in result.stderr
+
+
+def test_the_study_opens_in_optuna_dashboard_on_localhost(searched):
+    import json
+    import urllib.request
+
+    from helpers import free_port, wait_for
+
+    root, _ = searched
+    study = study_of(root)
+    port = free_port()
+    dashboard = subprocess.Popen(
+        ["optuna-dashboard", "--host", "127.0.0.1", "--port", str(port),
+         f"sqlite:///{root / 'optuna.db'}"],
+        cwd=root, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/studies", 60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as response:
+            summaries = json.load(response)["study_summaries"]
+        (summary,) = [s for s in summaries if s["study_name"] == study.study_name]
+        assert summary["directions"] == ["maximize"]
+        attrs = {a["key"]: a["value"] for a in summary["user_attrs"]}
+        assert attrs["mlflow_parent_run_id"] == study.user_attrs["mlflow_parent_run_id"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner", "space"),
+    [
+        ("random", "hyperband", "optim.lr=tag(log, interval(0.01, 1.0))"),
+        ("cmaes", "median", "optim.lr=tag(log, interval(0.01, 1.0))"),
+        ("grid", "none", "optim.lr=choice(0.1,1.0)"),
+    ],
+)
+def test_each_sampler_and_pruner_runs_a_search(bare, sampler, pruner, space):
+    root = bare
+    name = f"{sampler}-{pruner}"
+    result = sh(
+        root,
+        "backprop-experiment",
+        "--multirun",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.sampler.name={sampler}",
+        f"hydra.sweeper.pruner.name={pruner}",
+        f"hydra.sweeper.study_name={name}",
+        "train.epochs=3",
+        "train.patience=null",
+        "model.hidden_sizes=[16]",
+        space,
+    )
+    study = study_of(root, name)
+    expected = 2 if sampler == "grid" else 3  # the grid has two points
+    assert len(study.trials) == expected and all(t.state.is_finished() for t in study.trials)
+    if sampler == "grid":
+        assert "the grid has 2 points" in result.stdout
+        assert sorted(t.params["optim.lr"] for t in study.trials) == [0.1, 1.0]
+    parent = parent_of(mlflow_client(root), study)
+    assert parent.data.tags["optuna.sampler"] == f"{sampler} (seed 0)"
+    assert parent.data.tags["optuna.pruner"].split(" ")[0] == pruner

@@ -742,7 +742,7 @@ class Search:
                     file=sys.stderr,
                 )
                 for t in batch:
-                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    _tell(study, t.number, state=TrialState.FAIL, skip_if_finished=True)
                 break
             overrides = [self._job_overrides(study, t, space) for t in batch]
             results = self.launcher.launch(overrides, initial_job_idx=job)
@@ -796,13 +796,13 @@ class Search:
         ):
             if len(outcome.values) > 1:
                 study._storage.set_trial_user_attr(trial._trial_id, "values", outcome.values)
-            study.tell(number, outcome.value, skip_if_finished=True)
+            _tell(study, number, outcome.value, skip_if_finished=True)
             best = study.best_trial
             print(f"best so far: trial {best.number}, {search.metric} {best.value:.4f}")
         elif outcome.state == "PRUNED":
-            study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+            _tell(study, number, state=TrialState.PRUNED, skip_if_finished=True)
         else:
-            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            _tell(study, number, state=TrialState.FAIL, skip_if_finished=True)
             why = f": {outcome.error}" if outcome.error else ""
             print(f"trial {number}: failed{why}", file=sys.stderr)
 
@@ -935,6 +935,17 @@ def _image(png: bytes) -> Any:
     from PIL import Image
 
     return Image.open(io.BytesIO(png))
+
+
+def _tell(study: Any, *args: Any, **kwargs: Any) -> None:
+    """``study.tell``; the grid sampler asks the study to stop once every point has been
+    tried, which only works inside ``optimize`` (the trial is stored all the same): here
+    n_trials stops the sweep."""
+    try:
+        study.tell(*args, **kwargs)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
 
 
 def _outcome(result: Any) -> TrialOutcome:
