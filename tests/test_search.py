@@ -148,8 +148,6 @@ def test_the_same_command_proposes_the_same_trials(searched, tmp_path):
         *SEARCH,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.study_name=again",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
     )
     second = study_of(root, "again").get_trials()
     assert [t.params for t in second] == [t.params for t in first]

@@ -718,45 +718,91 @@ class Search:
         os.environ[PARENT_RUN_ENV] = parent
         os.environ[SCORE_ENV] = search.score
         batch_size = search.n_jobs or _launcher_jobs(self.config)
-        returns: list[Any] = []
-        failed: list[str] = []  # this run's failed trials
-        failures = sum(t.state == TrialState.FAIL for t in trials)
-        max_failures = search.max_failures or search.n_trials
-        job = 0
-        while True:
-            batch = stale[:batch_size]
-            stale = stale[batch_size:]
-            with locked(lock):  # the study's trials in all, this sweep's or another's
-                while (len(batch) < batch_size
-                       and len(study.get_trials(deepcopy=False)) < search.n_trials):  # fmt: skip
-                    trial = study.ask(space.distributions)
-                    trial.set_user_attr("sweeper", _whoami())
-                    trial.set_user_attr("name", space.name(trial.params))
-                    batch.append(study._storage.get_trial(trial._trial_id))
-            if not batch:
-                break
-            if failures >= max_failures:
-                print(
-                    f"{PROG}: {failures} trials failed (hydra.sweeper.max_failures="
-                    f"{max_failures}): stopping",
-                    file=sys.stderr,
-                )
-                for t in batch:
-                    _tell(study, t.number, state=TrialState.FAIL, skip_if_finished=True)
-                break
-            overrides = [self._job_overrides(study, t, space) for t in batch]
-            results = self.launcher.launch(overrides, initial_job_idx=job)
-            job += len(batch)
-            for t, result in zip(batch, results):
-                outcome = _outcome(result)
-                if outcome.state == "FAIL":
-                    failures += 1
-                    failed.append(str(t.number))
-                self._tell(study, t, outcome, search)
-            returns.append(results)
-        if failed:
-            os.environ[FAILED_TRIALS_ENV] = ", ".join(failed)
+        self._study, self._space, self._search, self._lock = study, space, search, lock
+        self._stale_left = list(stale)
+        self._failures = sum(t.state == TrialState.FAIL for t in trials)
+        self._failed: list[str] = []  # this command's failed trials
+        self._job = 0
+        if batch_size > 1 and type(self.launcher).__name__ == "JoblibLauncher":
+            returns = self._stream(batch_size)
+        else:
+            returns = self._batches(batch_size)
+        if self._failed:
+            os.environ[FAILED_TRIALS_ENV] = ", ".join(self._failed)
         self._finish(store, study, search, parent)
+        return returns
+
+    def _next(self, n: int) -> list[Any]:
+        """Up to ``n`` trials to run: interrupted ones first, then new ones asked of the
+        study while it has fewer than n_trials in all (this sweep's or another's), none
+        once max_failures trials have failed."""
+        search, study = self._search, self._study
+        if self._failures >= (search.max_failures or search.n_trials):
+            if not getattr(self, "_said_stop", False):
+                self._said_stop = True
+                print(f"{PROG}: {self._failures} trials failed (hydra.sweeper.max_failures="
+                      f"{search.max_failures or search.n_trials}): no more trials",
+                      file=sys.stderr)  # fmt: skip
+            return []
+        batch, self._stale_left = self._stale_left[:n], self._stale_left[n:]
+        with locked(self._lock):  # the study's trials in all, this sweep's or another's
+            while len(batch) < n and len(study.get_trials(deepcopy=False)) < search.n_trials:
+                trial = study.ask(self._space.distributions)
+                trial.set_user_attr("sweeper", _whoami())
+                trial.set_user_attr("name", self._space.name(trial.params))
+                batch.append(study._storage.get_trial(trial._trial_id))
+        return batch
+
+    def _launch(self, trials: list[Any]) -> list[Any]:
+        """Launch ``trials`` as jobs numbered on from the last (called in one thread only)."""
+        overrides = [self._job_overrides(self._study, t, self._space) for t in trials]
+        first, self._job = self._job, self._job + len(trials)
+        return self._launched(overrides, first)
+
+    def _launched(self, overrides: list[list[str]], first: int) -> list[Any]:
+        return self.launcher.launch(overrides, initial_job_idx=first)
+
+    def _told(self, trial: Any, result: Any) -> None:
+        outcome = _outcome(result)
+        if outcome.state == "FAIL":
+            self._failures += 1
+            self._failed.append(str(trial.number))
+        self._tell(self._study, trial, outcome, self._search)
+
+    def _batches(self, size: int) -> list[Any]:
+        """Ask a batch, launch it, tell its results in order: the launcher's own way (the
+        basic launcher, Ray), and the same trials for the same seed."""
+        returns = []
+        while batch := self._next(size):
+            results = self._launch(batch)
+            for trial, result in zip(batch, results):
+                self._told(trial, result)
+            returns.append(results)
+        return returns
+
+    def _stream(self, workers: int) -> list[Any]:
+        """Keep ``workers`` trials running: a new one is asked as soon as one ends (joblib's
+        pool is shared by the threads that launch one trial each), so a long trial does not
+        hold the others' workers idle as a batch would.  The sampler then sees trials in the
+        order they end, which varies from run to run."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        returns = []
+        running: dict[Any, Any] = {}
+        with ThreadPoolExecutor(workers, thread_name_prefix="trial") as pool:
+            while True:
+                for trial in self._next(workers - len(running)) if len(running) < workers else []:
+                    overrides = [self._job_overrides(self._study, trial, self._space)]
+                    running[pool.submit(self._launched, overrides, self._job)] = trial
+                    self._job += 1
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    trial = running.pop(future)
+                    results = future.result()  # a launcher's own error, or SystemExit, goes on
+                    self._told(trial, results[0])
+                    returns.append(results)
         return returns
 
     def _stale(self, trials: list[Any]) -> list[Any]:
