@@ -8,9 +8,15 @@ about 54 GFLOP; the roofline is that work at the float32 matrix-product peak
 measured on this machine in this run.
 
 Each engine runs in its own child process, so its peak RSS is its own and the
-two do not share BLAS thread pools.  Figures only: nothing here asserts a time.
+two do not share BLAS thread pools.  Both children stay up for the whole run and
+train one epoch at a time when told to: after one warm-up epoch each, the two
+engines' epochs are interleaved (backprop, PyTorch, then PyTorch, backprop...,
+see ``interleave.py``), one round an epoch of each, so that both see the same
+load of this shared machine.  Reported: the median epoch of each engine and the
+median of the per-round ratios backprop / PyTorch with its spread (IQR and
+min-max).  Figures only: nothing here asserts a time.
 
-    python benchmarks/bench_epoch.py            # a table
+    python benchmarks/bench_epoch.py            # a table: 6 rounds after a warm-up
     python benchmarks/bench_epoch.py --json     # one JSON object
     python benchmarks/bench_epoch.py --smoke    # a tiny run that checks the script works
 """
@@ -20,12 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleave import interleave  # noqa: E402
 
 LAYERS = (784, 256, 64, 10)
 
@@ -96,149 +105,207 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def run_numpy(n: int, epochs: int) -> dict:
-    from backprop.nn.network import MLP
-    from backprop.nn.optimizers import optim_config
-    from backprop.nn.training import TrainConfig, train
+class NumpyEngine:
+    """backprop's network, trained one epoch per call."""
 
-    X, y = synthetic(n)
-    rng = np.random.default_rng(0)
-    net = MLP(list(LAYERS), "sigmoid", "softmax", "cross_entropy", "float32", rng=rng)
-    config = TrainConfig(epochs=epochs, batch_size=128)
-    history = train(net, X, y, config, optim_config(name="sgd", lr=0.1), rng)
-    return {
-        "epoch_seconds": [m.seconds for m in history.epochs],
-        "final_loss": history.epochs[-1].train_loss,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    def __init__(self, n: int) -> None:
+        from backprop.nn.network import MLP
+        from backprop.nn.optimizers import optim_config
+        from backprop.nn.training import TrainConfig
+
+        self.X, self.y = synthetic(n)
+        self.rng = np.random.default_rng(0)
+        self.net = MLP(list(LAYERS), "sigmoid", "softmax", "cross_entropy", "float32", rng=self.rng)
+        self.config = TrainConfig(epochs=1, batch_size=128)
+        self.optim = optim_config(name="sgd", lr=0.1)
+        self.loss: float | None = None
+
+    def epoch(self) -> float:
+        from backprop.nn.training import train
+
+        history = train(self.net, self.X, self.y, self.config, self.optim, self.rng)
+        self.loss = history.epochs[-1].train_loss
+        return history.epochs[-1].seconds
+
+    def summary(self) -> dict:
+        return {"final_loss": self.loss, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_torch(n: int, epochs: int) -> dict:
-    import torch
+class TorchEngine:
+    """The same network in PyTorch, trained one epoch per call."""
 
-    torch.manual_seed(0)
-    X_np, y_np = synthetic(n)
-    X, y = torch.from_numpy(X_np), torch.from_numpy(y_np)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(784, 256),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(256, 64),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(64, 10),
-    )
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    seconds, loss = [], None
-    for _ in range(epochs):
+    def __init__(self, n: int) -> None:
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(0)
+        X_np, y_np = synthetic(n)
+        self.n, self.X, self.y = n, torch.from_numpy(X_np), torch.from_numpy(y_np)
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(784, 256),
+            torch.nn.Sigmoid(),
+            torch.nn.Linear(256, 64),
+            torch.nn.Sigmoid(),
+            torch.nn.Linear(64, 10),
+        )
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.loss: float | None = None
+
+    def epoch(self) -> float:
         start = time.perf_counter()
-        order = torch.randperm(n)
-        for i in range(0, n, 128):
+        order = self.torch.randperm(self.n)
+        for i in range(0, self.n, 128):
             idx = order[i : i + 128]
-            loss = loss_fn(model(X[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(self.X[idx]), self.y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    return {
-        "epoch_seconds": seconds,
-        "final_loss": float(loss),
-        "peak_rss_mb": peak_rss_mb(),
-        "threads": torch.get_num_threads(),
-    }
+            self.optimizer.step()
+        seconds = time.perf_counter() - start
+        self.loss = float(loss)
+        return seconds
+
+    def summary(self) -> dict:
+        return {
+            "final_loss": self.loss,
+            "peak_rss_mb": peak_rss_mb(),
+            "threads": self.torch.get_num_threads(),
+        }
 
 
-def in_child(engine: str, n: int, epochs: int) -> dict | None:
-    """Run one engine in a fresh interpreter; None if it cannot be imported there."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--worker",
-            engine,
-            "--samples",
-            str(n),
-            "--epochs",
-            str(epochs),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode == 3:
-        return None
-    if result.returncode != 0:
-        sys.exit(f"bench_epoch: the {engine} run failed:\n{result.stderr}")
-    return json.loads(result.stdout)
+def serve(engine: str, n: int) -> None:
+    """The child: set up, then one epoch per ``epoch`` line on stdin, a summary on ``end``."""
+    try:
+        worker = TorchEngine(n) if engine == "torch" else NumpyEngine(n)
+    except ImportError:
+        sys.exit(3)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "epoch":
+            print(json.dumps({"seconds": worker.epoch()}), flush=True)
+        else:
+            print(json.dumps(worker.summary()), flush=True)
+            return
 
 
-def median_after_warmup(seconds: list[float]) -> float:
-    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+class Child:
+    """An engine in a fresh interpreter, kept up between epochs."""
+
+    def __init__(self, engine: str, n: int) -> None:
+        self.engine = engine
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", engine, "--samples", str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.available = self._read() == "ready"
+
+    def _read(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            status = self.process.wait()
+            if status == 3:  # cannot import the engine
+                return ""
+            sys.exit(f"bench_epoch: the {self.engine} run failed:\n{self.process.stderr.read()}")
+        return line.strip()
+
+    def _ask(self, command: str) -> dict:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return json.loads(self._read())
+
+    def epoch(self) -> float:
+        return self._ask("epoch")["seconds"]
+
+    def end(self) -> dict:
+        summary = self._ask("end")
+        self.process.wait()
+        return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--epochs", type=int, default=5, help="epochs per engine, the first a warm-up (default 5)"
-    )
+        "--epochs", type=int, default=7,
+        help="epochs per engine, the first a warm-up, the others one interleaved round each "
+        "(default 7: 6 rounds)",
+    )  # fmt: skip
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--smoke", action="store_true", help="a tiny run: 2,048 samples, 2 epochs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run: 2,048 samples, 4 epochs (3 rounds)"
+    )
     parser.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        try:
-            runner = run_torch if args.worker == "torch" else run_numpy
-            print(json.dumps(runner(args.samples, args.epochs)))
-        except ImportError:
-            sys.exit(3)
+        serve(args.worker, args.samples)
         return
 
     if args.smoke:
-        args.samples, args.epochs = 2048, 2
-    if args.epochs < 2 and not args.smoke:
+        args.samples, args.epochs = 2048, 4
+    if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is a warm-up")
 
-    ours = in_child("numpy", args.samples, args.epochs)
-    theirs = in_child("torch", args.samples, args.epochs)
+    ours, theirs = Child("numpy", args.samples), Child("torch", args.samples)
+    if not theirs.available:
+        theirs = None
+    rounds = args.epochs - 1
+    if theirs:
+        compared = interleave({"backprop": ours.epoch, "torch": theirs.epoch}, rounds, warmup=1)
+        seconds, torch_seconds = compared.median("backprop"), compared.median("torch")
+        ratio, spread = compared.ratio, compared.spread
+    else:
+        ours.epoch()  # the warm-up
+        compared, torch_seconds, ratio, spread = None, None, None, None
+        seconds = sorted(ours.epoch() for _ in range(rounds))[rounds // 2]
+    mine, others = ours.end(), theirs.end() if theirs else None
     peak = matmul_peak_gflops(512 if args.smoke else 2048, 3 if args.smoke else 7)
     floor = gemm_floor_seconds(args.samples, 2 if args.smoke else 5)
 
-    seconds = median_after_warmup(ours["epoch_seconds"])
     work = flops_per_sample() * args.samples / 1e9
-    torch_seconds = median_after_warmup(theirs["epoch_seconds"]) if theirs else None
     report = {
         "samples": args.samples,
         "epochs": args.epochs,
+        "rounds": rounds,
         "seconds_per_epoch": seconds,
         "torch_seconds_per_epoch": torch_seconds,
-        "ratio_vs_torch": seconds / torch_seconds if torch_seconds else None,
+        "ratio_vs_torch": ratio,  # the median of the per-round ratios
+        "ratio_vs_torch_spread": spread,
+        "interleaved": compared.as_dict() if compared else None,
         "gflops": work / seconds,
         "peak_gflops": peak,
         "roofline_seconds": work / peak,
         "roofline_fraction": (work / peak) / seconds,
         "gemm_floor_seconds": floor,
         "gemm_floor_fraction": floor / seconds,
-        "peak_rss_mb": ours["peak_rss_mb"],
-        "torch_peak_rss_mb": theirs["peak_rss_mb"] if theirs else None,
-        "final_loss": ours["final_loss"],
-        "torch_final_loss": theirs["final_loss"] if theirs else None,
+        "peak_rss_mb": mine["peak_rss_mb"],
+        "torch_peak_rss_mb": others["peak_rss_mb"] if others else None,
+        "final_loss": mine["final_loss"],
+        "torch_final_loss": others["final_loss"] if others else None,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{args.samples} samples x 784 features, 784-256-64-10 sigmoid, batch 128, SGD")
-    print(f"median of {args.epochs - 1} epochs after a warm-up")
+    print(f"one warm-up epoch each, then {rounds} rounds of one epoch each, interleaved")
     print(
         f"  backprop (NumPy)  {seconds:7.3f} s/epoch  {report['gflops']:6.1f} GFLOP/s  "
         f"peak RSS {report['peak_rss_mb']:6.0f} MB"
     )
-    if theirs:
+    if others:
         print(
             f"  PyTorch CPU       {torch_seconds:7.3f} s/epoch  "
-            f"{work / torch_seconds:6.1f} GFLOP/s  peak RSS {theirs['peak_rss_mb']:6.0f} MB  "
-            f"({theirs['threads']} threads)"
+            f"{work / torch_seconds:6.1f} GFLOP/s  peak RSS {others['peak_rss_mb']:6.0f} MB  "
+            f"({others['threads']} threads)"
         )
-        print(f"  ratio backprop / PyTorch: {report['ratio_vs_torch']:.2f}")
+        print(
+            f"  ratio backprop / PyTorch: median {ratio:.2f} over {rounds} rounds "
+            f"(IQR {spread['q1']:.2f}-{spread['q3']:.2f}, "
+            f"min-max {spread['min']:.2f}-{spread['max']:.2f})"
+        )
     else:
         print("  PyTorch CPU       not installed (pip install torch==2.13.0)")
     print(
