@@ -103,6 +103,8 @@ def test_a_search_prunes_and_records_its_trials_and_study_in_mlflow(searched):
         else:
             assert run.info.status == "FINISHED" and len(steps) == 6
             assert run.data.metrics["kept_val_accuracy"] == pytest.approx(trial.value, abs=1e-4)
+    # a pruned trial keeps its checkpoint (a finished one's is removed with its model written)
+    assert len(list((root / "outputs/checkpoints").glob("*.npz"))) == len(pruned)
     # Optuna's figures in the parent run and in the sweep's folder
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     assert {"optuna/optimization_history.png", "optuna/slice.png"} <= artifacts
@@ -130,12 +132,22 @@ def test_the_same_command_continues_the_study_without_rerunning_finished_trials(
     # the resumed sampler proposes new points, not the first command's again
     first_six = {t.params["optim.lr"] for t in trials[:6]}
     assert not {t.params["optim.lr"] for t in trials[6:]} & first_six
+    # another space under this study's name: one line, nothing run
+    other = sh(root, "backprop-experiment", *SEARCH[:-1], "model.hidden_sizes=choice([16],[8])",
+               "hydra.sweeper.n_trials=9", f"hydra.sweeper.study_name={study.study_name}",
+               check=False)  # fmt: skip
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "searched another space or metric" in other.stderr
+    assert len(study_of(root).get_trials()) == 8
+    # the same space spelled with other spaces is the same study
+    spaced = [a.replace("tag(log, interval(0.001, 1.0))", "tag(log,interval(0.001,1.0))")
+              for a in SEARCH]  # fmt: skip
+    assert spaced != SEARCH
     # and the study is full: the same command runs nothing
-    done = sh(root, "backprop-experiment", *SEARCH, "hydra.sweeper.n_trials=8")
-    assert (
-        "8 trials done; n_trials=8" in done.stdout
-        and "MLflow run " not in done.stdout.replace("best trial", "").split("trials:")[0]
-    )
+    done = sh(root, "backprop-experiment", *spaced, "hydra.sweeper.n_trials=8")
+    assert "8 trials done; n_trials=8" in done.stdout
+    assert "nothing to run; raise hydra.sweeper.n_trials to search on" in done.stdout
+    assert "started" not in done.stdout
     assert len(study_of(root).get_trials()) == 8
 
 
@@ -177,6 +189,7 @@ def test_parallel_trials_share_a_fresh_study_and_lose_nothing(tmp_path):
     study = study_of(root)
     trials = study.get_trials()
     assert len(trials) == 6  # n_trials in all, not 6 each
+    assert len({t.params["optim.lr"] for t in trials}) == 6  # neither repeats the other's
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert all(sorted(t.intermediate_values) == list(range(1, 7)) for t in trials)
     client = mlflow_client(root)
@@ -257,6 +270,20 @@ def test_repeats_train_each_config_over_seeds_and_report_the_mean(tmp_path):
         assert run.data.metrics["kept_val_accuracy"] == pytest.approx(trial.value, abs=1e-4)
         assert "kept_val_accuracy_std" in run.data.metrics
         assert sorted(trial.user_attrs["values"]) == pytest.approx(sorted(values), abs=1e-4)
+    # pruned with repeats: the trial is PRUNED (not failed), its run shows its params
+    pruning = sh(root, "backprop-experiment", *SEARCH, "hydra.sweeper.n_trials=6",
+                 "hydra.sweeper.repeats=2", "hydra.sweeper.study_name=pruning")  # fmt: skip
+    study = study_of(root, "pruning")
+    pruned = [t for t in study.get_trials() if t.state.name == "PRUNED"]
+    assert pruned and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials())
+    assert "failed" not in pruning.stderr
+    for trial in pruned:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.state"] == "PRUNED" and run.info.status == "KILLED"
+        assert run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+        assert run.data.params["optim.lr"] == repr(trial.params["optim.lr"])
+    header = next(line for line in pruning.stdout.splitlines() if line.startswith("rank "))
+    assert header.split()[2:4] == ["model.hidden_sizes", "optim.lr"]  # only what was searched
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +300,11 @@ def bare(tmp_path_factory):
         ("hydra.sweeper.sampler.name=tpee", "hydra.sweeper.sampler.name"),
         ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials"),
         ("model.hidden_sizes=choice([0],[16])", "model.hidden_sizes"),
+        ("hydra.sweeper.n_trails=5", "unknown key hydra.sweeper.n_trails; did you mean "
+         "hydra.sweeper.n_trials?"),
+        ("train.batch_size=range(16,16)", "train.batch_size=range(16,16): no values"),
+        ("train.batch_size=range(16,64,0)", "a range needs a step other than 0"),
+        ("hydra.sweeper.storage=nonsense", "not a database URL"),
     ],
 )  # fmt: skip
 def test_a_bad_search_space_is_one_line_before_any_trial(bare, override, message):
@@ -285,6 +317,7 @@ def test_a_bad_search_space_is_one_line_before_any_trial(bare, override, message
     assert lines[0].startswith("backprop-experiment: error: ")
     assert not (root / "mlflow.db").exists()  # no run opened
     assert not (root / "optuna.db").exists()  # no study either
+    assert not list((root / "outputs").glob("sweeps/*/*"))  # nor an empty sweep folder
 
 
 def test_the_grid_sampler_needs_values_to_try(bare):
@@ -356,3 +389,42 @@ def test_each_sampler_and_pruner_runs_a_search(bare, sampler, pruner, space):
     parent = parent_of(mlflow_client(root), study)
     assert parent.data.tags["optuna.sampler"] == f"{sampler} (seed 0)"
     assert parent.data.tags["optuna.pruner"].split(" ")[0] == pruner
+
+
+def test_a_parallel_search_whose_launcher_is_interrupted_goes_on_without_duplicates(tmp_path):
+    root = fresh_copy(tmp_path)
+    command = ["backprop-experiment", *SEARCH, "hydra.sweeper.n_trials=3",
+               "hydra.sweeper.pruner.name=none", "train.epochs=400", "hydra/launcher=joblib",
+               "hydra.launcher.n_jobs=2"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=root, env=venv_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while len(list((root / "outputs/checkpoints").glob("*.npz"))) < 2:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # the launcher only, not its workers
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "backprop-experiment: interrupted by SIGINT; trials still running stop at their last "
+        "checkpoint; run the same command to go on"
+    )
+    assert "Traceback" not in err
+    time.sleep(5)  # the workers notice their launcher is gone and stop at a checkpoint
+    again = sh(root, *command)
+    assert "2 interrupted (run again from their checkpoints)" in again.stdout
+    study = study_of(root)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    client = mlflow_client(root)
+    runs = children(client, study.user_attrs["mlflow_parent_run_id"])
+    assert sorted(r.info.run_id for r in runs) == sorted(
+        t.user_attrs["mlflow_run_id"] for t in trials
+    )  # one run a trial: the interrupted ones went on in theirs
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for trial in trials[:2]:
+        assert "resumed_after_epoch" in client.get_run(trial.user_attrs["mlflow_run_id"]).data.tags

@@ -106,6 +106,9 @@ def test_a_study_is_named_after_what_it_searches_not_how_long():
     assert study_name(search_settings({}), other, "backprop") != a
     assert study_name(search_settings({"metric": "val_loss"}), space, "backprop") != a
     assert study_name(search_settings({"study_name": "mine"}), space, "backprop") == "mine"
+    # spelling aside: spaces in the grammar do not make another study
+    spaced = parse_space(["optim.lr=interval( 0.1 ,1 )", "train.epochs=5"], {}, grid=False)
+    assert study_name(search_settings({}), spaced, "backprop") == a
 
 
 def test_the_sweepers_conf_files_do_not_make_params_yaml_stale(tmp_path):

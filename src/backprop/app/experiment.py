@@ -36,7 +36,7 @@ from typing import Any
 
 from backprop.app.command import ReaderGone, plain_warnings
 from backprop.app.compose import COMPOSED, compose_config, describe_config_error, register
-from backprop.app.job import run_job
+from backprop.app.job import again, run_job
 from backprop.app.search import TRIAL_ENV
 from backprop.app.sweep import (
     PARENT_RUN_ENV,
@@ -87,6 +87,8 @@ def task(cfg: Any) -> float:
     job_dir = Path(hc.runtime.output_dir)
     name = f"job {hc.job.num}" if multirun else "run"
     ticket = os.environ.get(TRIAL_ENV) if multirun else None  # a search's trial
+    if ticket is not None:
+        name = f"trial {ticket.rsplit(':', 1)[-1]}"
     try:
         params, settings = _resolve(cfg)
     except UserError as err:  # a sweep's combination that pre-flight did not compose
@@ -156,9 +158,11 @@ def _trial(trial_id: str, params: dict[str, Any], job_dir: Path, tags: dict[str,
     sweeper = OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)
     ticket = TrialTicket.find(trial_id, sweeper)
 
-    def one(values, folder, run_name, run_tags, parent, watch):  # one seed's run
+    def one(values, folder, run_name, run_tags, parent, watch, earlier):  # one seed's run
+        store = Store()
+        settings, values = again(Settings.from_params(values, COMPOSED), values, earlier, store)
         outcome = run_job(
-            Settings.from_params(values, COMPOSED), values, folder, Store(), parent,
+            settings, values, folder, store, parent,
             run_name=run_name, tags=run_tags, progress=False, watch=watch,
         )  # fmt: skip
         return outcome.run_id, outcome.chain.results["evaluate"].metrics
@@ -254,7 +258,8 @@ def _run_name(hc: Any, multirun: bool) -> str:
 def _run_tags(hc: Any, multirun: bool) -> dict[str, str]:
     """The overrides whole, quoted for a shell (to copy onto a command line), and a job's
     number in its sweep."""
-    tags = {"overrides": " ".join(shlex.quote(o) for o in hc.overrides.task)[:5000]}
+    task = [o for o in hc.overrides.task if not (multirun and o.startswith("train.resume="))]
+    tags = {"overrides": " ".join(shlex.quote(o) for o in task)[:5000]}
     if multirun:
         tags["sweep_job"] = str(hc.job.num)
         tags["mlflow.runColor"] = job_colour(hc.job.num)
@@ -282,7 +287,10 @@ def check_overrides(argv: list[str], conf: Path) -> None:
     except Exception as err:  # a syntax error: Hydra's message is one line
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     plain, choices = [], []
+    searching = any(o.input_line in ("hydra/sweeper=optuna",) for o in parsed)
     for o in parsed:
+        if searching and o.get_key_element().startswith("hydra.sweeper."):
+            _check_sweeper_key(o.get_key_element(), conf)
         if o.get_key_element() == "hydra.launcher.n_jobs" and o.value() == 0:
             raise ConfigError("hydra.launcher.n_jobs must be a number of parallel jobs >= 1 "
                               "(or -1: one per core), got 0")  # fmt: skip
@@ -298,7 +306,12 @@ def check_overrides(argv: list[str], conf: Path) -> None:
         try:
             values = [str(v) for v in o.sweep_string_iterator()]
         except Exception:  # glob(...) of group options: Hydra expands and checks it itself
+            if o.is_range_sweep():  # range(a, b, 0)
+                raise ConfigError(f"{o.input_line}: a range needs a step other than 0") from None
             continue
+        if not values:
+            raise ConfigError(f"{o.input_line}: no values; a range(start, stop[, step]) "
+                              "stops before stop, so start must come before it")  # fmt: skip
         plain.append(o)
         choices.append(values)
 
@@ -317,6 +330,26 @@ def check_overrides(argv: list[str], conf: Path) -> None:
         )
     for overrides in dict.fromkeys(candidates):
         compose_config(list(overrides), conf)
+
+
+def _check_sweeper_key(key: str, conf: Path) -> None:
+    """``hydra.sweeper.n_trails=5``: Hydra's advice is a ``+``, which would hide the typo."""
+    import yaml
+
+    from backprop.pipeline.settings import unknown_key
+
+    path = conf / "hydra/sweeper/optuna.yaml"
+    with contextlib.suppress(OSError, yaml.YAMLError):
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+        def keys(node: Any, prefix: str) -> list[str]:
+            if not isinstance(node, dict) or (prefix.endswith(".params") and prefix):
+                return [prefix]
+            return [k for name, v in node.items() for k in keys(v, f"{prefix}.{name}")]
+
+        known = [k for k in keys(values, "hydra.sweeper") if not k.endswith("._target_")]
+        if key not in known and not key.startswith("hydra.sweeper.params."):
+            raise unknown_key(key, known)
 
 
 def _check_group_choice(override: Any, conf: Path) -> None:

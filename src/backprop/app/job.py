@@ -83,11 +83,40 @@ class _Watched:
         self._log(metrics)
         self._watch(metrics)
 
+    def resumed_from(self, state: Any) -> None:
+        """Training goes on from a checkpoint: the watcher gets the epochs it missed."""
+        self._log.resumed_from(state)
+        self._watch.resumed_from(state)
 
-def _checkpoint_run(settings: Settings, store: Store) -> str | None:
+
+def checkpoint_file(settings: Settings) -> Path | None:
+    """Where training with these settings keeps its checkpoint (None: no input yet)."""
     try:
         csv = input_csv(settings)
     except DataError:
         return None  # the run reports it, as a FAILED run
-    run_id = recorded_run_id(checkpoint_of(settings, file_digest(csv)))
+    return checkpoint_of(settings, file_digest(csv))
+
+
+def _checkpoint_run(settings: Settings, store: Store) -> str | None:
+    path = checkpoint_file(settings)
+    run_id = recorded_run_id(path) if path is not None else None
     return run_id if run_id and store.run_exists(run_id) else None
+
+
+def again(settings: Settings, params: dict[str, Any], earlier: str | None, store: Store
+          ) -> tuple[Settings, dict[str, Any]]:  # fmt: skip
+    """A search's trial run again after an interruption: it goes on from its checkpoint if
+    there is one; if not (it was stopped before its first epoch, or after training), it
+    starts over, and the run the interrupted attempt left (``earlier``) is deleted rather
+    than kept as a second, KILLED run of the same trial."""
+    path = checkpoint_file(settings) if settings.train.resume else None
+    if settings.train.resume and (path is None or not path.exists()):
+        params = {**params, "train": {**params["train"], "resume": False}}
+        settings = Settings.from_params(params, "the trial's config")
+    going_on = _checkpoint_run(settings, store) if settings.train.resume else None
+    if earlier and earlier != going_on and store.run_exists(earlier):
+        client = store.client
+        if client.get_run(earlier).info.status != "FINISHED":
+            client.delete_run(earlier)
+    return settings, params

@@ -55,12 +55,14 @@ def swept_params(runs: list[Any]) -> list[str]:
 
 def run_table(
     store: Store, experiment_name: str, sweep: str | None = None,
-    sort: str = DEFAULT_SORT, limit: int = 50,
+    sort: str | None = None, limit: int = 50,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Rows (dicts) of the experiment's runs, or of one sweep's jobs, best ``sort`` first
     (:func:`rank_key`; equal keys: the newest first).
 
-    ``sweep`` is a parent run id, or ``latest`` for the newest sweep.
+    ``sweep`` is a parent run id, or ``latest`` for the newest sweep.  ``sort`` None: a
+    search's own metric for its trials (``kept_val_loss`` for ``metric=val_loss``), else
+    DEFAULT_SORT.
     """
     if not store.exists():  # rather than create an empty database just to find it empty
         path = store.uri.removeprefix("sqlite:///")
@@ -68,8 +70,10 @@ def run_table(
             f"no runs yet: {path} does not exist; run the pipeline (`make repro`) or set "
             "MLFLOW_TRACKING_URI"
         )
-    metrics = tuple(dict.fromkeys((*COLUMNS_METRICS, sort, TIE_BREAK)))
+    metrics = tuple(dict.fromkeys((*COLUMNS_METRICS, sort or DEFAULT_SORT, TIE_BREAK)))
     listing = store.list_runs(experiment_name, sweep, metrics)
+    if sort is None:
+        sort = f"kept_{listing.sweep_metric}" if listing.sweep_metric else DEFAULT_SORT
     if listing.experiment_id is None:
         raise TrackingError(
             f"no MLflow experiment named {experiment_name!r} in {store.shown}; "
@@ -136,8 +140,9 @@ def _runs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="experiment name (default from params.yaml)")
     p.add_argument("--sweep", metavar="RUN_ID", help="a sweep's parent run id, or 'latest'")
     p.add_argument(
-        "--sort", default=DEFAULT_SORT, metavar="METRIC",
-        help=f"metric to rank by, best first (a loss: lowest first; default {DEFAULT_SORT}); "
+        "--sort", metavar="METRIC",
+        help=f"metric to rank by, best first (a loss: lowest first; default {DEFAULT_SORT}, "
+        "or a search's own metric); "
         f"equal values: lower {TIE_BREAK} first; one of {', '.join(SORTABLE)}",
     )  # fmt: skip
     p.add_argument(
@@ -147,7 +152,7 @@ def _runs_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    if args.sort not in SORTABLE:  # before anything is read
+    if args.sort is not None and args.sort not in SORTABLE:  # before anything is read
         raise UserError(
             f"--sort {args.sort}: not a metric of backprop runs; choose one of "
             f"{', '.join(SORTABLE)}"

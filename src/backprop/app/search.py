@@ -45,6 +45,7 @@ from backprop.app.sweep import (
     PARENT_RUN_ENV,
     SCORE_ENV,
     job_colour,
+    mark_parent_killed,
 )
 from backprop.errors import ConfigError, TrackingError, UserError
 from backprop.pipeline.files import atomic_write_bytes, exclusive_lock
@@ -53,7 +54,7 @@ from backprop.pipeline.runlog import TrainingStopped
 from backprop.schema import build, choice, settings
 
 PROG = "backprop-experiment"
-TRIAL_ENV = "BACKPROP_TRIAL"  # the job's study and trial ids (see TrialTicket.find)
+TRIAL_ENV = "BACKPROP_TRIAL"  # <study id>:<trial id>:<trial number> (see TrialTicket.find)
 STUDY_FILE = "optuna.db"
 METRICS = {
     "val_accuracy": ("maximize", "kept_val_accuracy"),
@@ -147,6 +148,13 @@ class Space:
         """A trial's command line: the fixed overrides, then its sampled values."""
         return [*self.fixed, *(f"{k}={_override_value(params[k])}" for k in self.distributions)]
 
+    def identity(self) -> dict[str, str]:
+        """The space as Optuna reads it (spacing and spelling aside): what names a study and
+        what a study remembers searching."""
+        from optuna.distributions import distribution_to_json
+
+        return {k: distribution_to_json(d) for k, d in sorted(self.distributions.items())}
+
     def name(self, params: Mapping[str, Any]) -> str:
         """A trial's run name: its values, by the keys' last parts (``lr=0.0123 ...``)."""
         return " ".join(
@@ -184,7 +192,10 @@ def parse_space(arguments: list[str], params: Mapping[str, str], grid: bool) -> 
         key = o.get_key_element()
         line = o.input_line or f"{key}={o.get_value_element_as_str()}"
         if not o.is_sweep_override():
-            fixed[key] = line
+            value = o.get_value_element_as_str() if not o.is_delete() else None
+            fixed[key] = line if value is None else f"{o.key_or_group}={value}"
+            if o.input_line and o.input_line.startswith(("+", "~")):
+                fixed[key] = o.input_line
             distributions.pop(key, None)
             continue
         if o.is_hydra_override():
@@ -297,7 +308,7 @@ def study_name(search: SearchSettings, space: Space, experiment: str) -> str:
     if search.study_name:
         return search.study_name
     what = {
-        "space": space.written,
+        "space": space.identity(),
         "fixed": sorted(space.fixed),
         "metric": search.metric,
         "repeats": search.repeats,
@@ -305,6 +316,24 @@ def study_name(search: SearchSettings, space: Space, experiment: str) -> str:
     }
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
     return f"{experiment}-{digest}"
+
+
+def _same_search(study: Any, space: Space, search: SearchSettings, url: str) -> None:
+    """A study searches one space: a new study records it, an old one must match it
+    (Optuna cannot change a choice list, and mixed spaces make its history meaningless)."""
+    searched = {"space": space.identity(), "metric": search.metric, "repeats": search.repeats}
+    known = study.user_attrs.get("search")
+    if known is None:
+        study.set_user_attr("search", searched)
+        study.set_metric_names([search.metric])
+        return
+    if known != searched:
+        was = ", ".join(f"{k}" for k in known.get("space", {})) or "?"
+        raise ConfigError(
+            f"study {study.study_name!r} in {shown_url(url)} searched another space or metric "
+            f"({was}; {known.get('metric')}, repeats {known.get('repeats')}); give this search "
+            "another hydra.sweeper.study_name, or none (then it is named after its space)"
+        )
 
 
 def make_pruner(pruner: PrunerSettings) -> Any:
@@ -402,10 +431,31 @@ def open_study(url: str, name: str, direction: str, sampler: Any, pruner: Any) -
             f"study {name!r} in {shown_url(url)}: {err}; name another (hydra.sweeper.study_name)"
         ) from None
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrackingError(
-            f"the study's database {shown_url(url)} cannot be opened: {first}"
-        ) from None
+        raise TrackingError(storage_problem(err, url)) from None
+
+
+def storage_problem(err: BaseException, url: str) -> str:
+    """One line: what is wrong with the study's database, and what to do."""
+    chain, e = [], err
+    while e is not None and len(chain) < 10:
+        chain.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    text = " ".join(chain)
+    where = f"the study's database {shown_url(url)}"
+    if "readonly database" in text or "read-only" in text.lower():
+        return f"{where} is read-only; make it writable or set hydra.sweeper.storage"
+    if "disk is full" in text or "No space left" in text:
+        return f"{where}: the disk is full; free some space and run the same command again"
+    if "Could not parse SQLAlchemy URL" in text or "Can't load plugin" in text:
+        return (f"hydra.sweeper.storage={url}: not a database URL; write sqlite:////"
+                "absolute/path/optuna.db or postgresql+psycopg2://user@host/db")  # fmt: skip
+    if "Failed to import DB access module" in text or "No module named" in text:
+        return (f"{where}: its driver is not installed; for PostgreSQL pip install -e "
+                "'.[postgres]' and write postgresql+psycopg2://")  # fmt: skip
+    if "file is not a database" in text:
+        return f"{where} is not a database; point hydra.sweeper.storage at another file"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{where} cannot be used: {first}"
 
 
 # -- the trial's side (in the job) -------------------------------------------------------
@@ -432,7 +482,7 @@ class TrialTicket:
         search = search_settings({k: v for k, v in sweeper.items() if k != "_target_"})
         url = storage_url(search, project_root())
         storage = _storage(url)
-        study_id, trial_id = map(int, ids.split(":"))
+        study_id, trial_id = map(int, ids.split(":")[:2])
         frozen = storage.get_trial(trial_id)
         return cls(
             url, storage.get_study_name_from_id(study_id), trial_id, frozen.number,
@@ -471,8 +521,19 @@ class Reporter:
         frozen = study._storage.get_trial(ticket.trial_id)
         self.reported = set(frozen.intermediate_values)  # by an interrupted run of it
 
+    records_run = False  # the trial is this run (no repeats): it is named in the study
+
     def run_started(self, run_id: str) -> None:
-        self.trial.set_user_attr("mlflow_run_id", run_id)
+        if self.records_run:
+            self.trial.set_user_attr("mlflow_run_id", run_id)
+
+    def resumed_from(self, state: Any) -> None:
+        """The epochs an interrupted attempt trained (its checkpoint's) but did not report."""
+        for metrics in state.history.epochs:
+            value = getattr(metrics, self.ticket.metric)
+            if value is not None and metrics.epoch not in self.reported:
+                self.trial.report(float(value), metrics.epoch)
+                self.reported.add(metrics.epoch)
 
     def __call__(self, metrics: Any) -> None:
         value = getattr(metrics, self.ticket.metric)
@@ -505,9 +566,10 @@ def run_trial(
     tags: dict[str, str],
     run: Callable[..., Any],
 ) -> TrialOutcome:
-    """One trial: ``run(settings_params, folder, run_name, tags, parent, watch)`` trains
-    one seed and returns ``(run_id, metrics)``; with repeats the seeds' runs are nested
-    under a run of the trial, which gets their mean (and ``<metric>_std``)."""
+    """One trial: ``run(params, folder, run_name, tags, parent, watch, earlier)`` trains one
+    seed and returns ``(run_id, metrics)`` (``earlier``: the run an interrupted attempt of
+    it left, to go on with or replace); with repeats the seeds' runs are nested under a
+    run of the trial, which gets their mean (and ``<metric>_std``)."""
     reporter = Reporter(ticket)
     score = METRICS[ticket.metric][1]
     tags = {
@@ -517,80 +579,70 @@ def run_trial(
         "sweep_job": str(ticket.number),
         "mlflow.runColor": job_colour(ticket.number),
     }
-    parent = ticket.parent
-    if ticket.repeats == 1:
-        try:
-            run_id, metrics = run(params, job_dir, ticket.name, tags, parent, reporter)
-        except TrainingStopped as err:
-            return TrialOutcome("PRUNED", epoch=err.epoch, run_id=err.run_id)
-        value = metrics.get(score)
-        return TrialOutcome("COMPLETE", value, [value], run_id=run_id)
-    return _repeated(ticket, params, job_dir, tags, parent, reporter, run)
+    earlier = reporter.trial.user_attrs.get("mlflow_run_id")
+    try:
+        if ticket.repeats == 1:
+            reporter.records_run = True
+            run_id, metrics = run(params, job_dir, ticket.name, tags, ticket.parent, reporter,
+                                  earlier)  # fmt: skip
+            value = metrics.get(score)
+            return TrialOutcome("COMPLETE", value, [value], run_id=run_id)
+        return _repeated(ticket, params, job_dir, tags, reporter, run, earlier)
+    except TrainingStopped as err:
+        return TrialOutcome("PRUNED", epoch=err.epoch, run_id=err.run_id)
 
 
-def _repeated(ticket, params, job_dir, tags, parent, reporter, run) -> TrialOutcome:
+def _repeated(ticket, params, job_dir, tags, reporter, run, earlier) -> TrialOutcome:
+    """The trial's run, then one nested run per seed; seeds that finished in an interrupted
+    attempt are not run again."""
+    from mlflow.entities import Param
+
     from backprop.tracking.store import Store
-    from backprop.tracking.tracker import HEADLINE_METRICS, Tracker, rounded
+    from backprop.tracking.tracker import HEADLINE_METRICS, Tracker, flatten, rounded
 
     score = METRICS[ticket.metric][1]
     store = Store()
     base = int(params["train"]["seed"])
     seeds = [base + i for i in range(ticket.repeats)]
-    resumed = reporter.trial.user_attrs.get("mlflow_run_id") if reporter.reported else None
-    if resumed is not None and not store.run_exists(resumed):
-        resumed = None
+    if earlier is not None and not store.run_exists(earlier):
+        earlier = None
     with Tracker.open(
         store,
         params["experiment_name"],
-        resume_run_id=resumed,
-        parent_run_id=parent,
+        resume_run_id=earlier,
+        parent_run_id=ticket.parent,
         run_name=ticket.name,
         tags={**tags, "repeats": str(ticket.repeats)},
     ) as trial_run:
-        reporter.run_started(trial_run.run_id)
+        reporter.trial.set_user_attr("mlflow_run_id", trial_run.run_id)
         client = store.client
-        if resumed is None:
-            client.log_param(trial_run.run_id, "repeats", str(ticket.repeats))
-            client.log_param(trial_run.run_id, "seeds", ",".join(map(str, seeds)))
+        if earlier is None:  # its params first: a pruned trial shows them too
+            shown = {k: v for k, v in params.items() if k in SECTIONS}
+            values = {
+                k: v for k, v in flatten(shown).items() if k not in ("train.seed", "train.resume")
+            }
+            values.update(repeats=ticket.repeats, seeds=",".join(map(str, seeds)))
+            client.log_batch(
+                trial_run.run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()]
+            )
         done = _finished_seeds(store, trial_run.run_id, params["experiment_name"])
         results: list[dict[str, float]] = []
+        first_open = next((i for i, seed in enumerate(seeds) if seed not in done), None)
         for i, seed in enumerate(seeds):
             if seed in done:
                 results.append(done[seed])
                 continue
-            seeded = {**params, "train": {**params["train"], "seed": seed}}
+            # only the seed that was running goes on from a checkpoint; the next ones start
+            going_on = bool(params["train"].get("resume")) and i == first_open
+            seeded = {**params, "train": {**params["train"], "seed": seed, "resume": going_on}}
             try:
-                _, metrics = run(
-                    seeded,
-                    job_dir / f"seed-{seed}",
-                    f"seed {seed}",
-                    {"seed": str(seed), "optuna.trial_number": str(ticket.number)},
-                    trial_run.run_id,
-                    reporter if i == 0 else None,
-                )
+                _, metrics = run(seeded, job_dir / f"seed-{seed}", f"seed {seed}",
+                                 {"seed": str(seed), "optuna.trial_number": str(ticket.number)},
+                                 trial_run.run_id, reporter if i == 0 else None, None)  # fmt: skip
             except TrainingStopped as err:
                 err.run_id = trial_run.run_id
                 raise
             results.append(metrics)
-            if i == 0:  # the run of the trial shows the first seed's params
-                from backprop.tracking.tracker import flatten
-
-                first = flatten(
-                    {
-                        k: v
-                        for k, v in seeded.items()
-                        if k in ("data", "preprocess", "model", "optim", "train")
-                    }
-                )
-                with contextlib.suppress(Exception):
-                    from mlflow.entities import Param
-
-                    client.log_batch(
-                        trial_run.run_id,
-                        params=[
-                            Param(k, str(v)[:6000]) for k, v in first.items() if k != "train.seed"
-                        ],
-                    )
         values = [r[score] for r in results]
         means = {
             m: statistics.fmean(r[m] for r in results)
@@ -601,6 +653,9 @@ def _repeated(ticket, params, job_dir, tags, parent, reporter, run) -> TrialOutc
         for key, value in means.items():
             client.log_metric(trial_run.run_id, key, rounded(value))
     return TrialOutcome("COMPLETE", statistics.fmean(values), values, run_id=trial_run.run_id)
+
+
+SECTIONS = ("data", "preprocess", "model", "optim", "train")
 
 
 def _finished_seeds(store: Any, run_id: str, experiment: str) -> dict[int, dict[str, float]]:
@@ -636,10 +691,19 @@ class Search:
             space = parse_space(arguments, search.params, search.sampler.name == "grid")
             self._check(space, search)
         except UserError as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-            sys.exit(2)
+            self._refuse(err)
         with _optuna_quiet():
             return self._sweep(search, space)
+
+    def _refuse(self, err: UserError, status: int = 2) -> None:
+        """One line and the exit status; the sweep's folder goes if nothing was written."""
+        from omegaconf import OmegaConf
+
+        folder = OmegaConf.select(self.config, "hydra.sweep.dir", default=None)
+        with contextlib.suppress(OSError, TypeError):
+            Path(folder).rmdir()  # only if empty
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        sys.exit(status)
 
     def _check(self, space: Space, search: SearchSettings) -> None:
         """Compose the search's corners (each key at its ends, each choice) before any trial."""
@@ -676,19 +740,15 @@ class Search:
         name = study_name(search, space, self.config.experiment_name)
         try:
             study = open_study(url, name, search.direction, None, make_pruner(search.pruner))
+            _same_search(study, space, search, url)
         except UserError as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-            sys.exit(2)
+            self._refuse(err)
         lock = study_lock(url)
         with locked(lock):  # interrupted trials: this sweep's now, not another's too
             trials = study.get_trials(deepcopy=False)
             stale = self._stale(trials)
             for t in stale:
                 study._storage.set_trial_user_attr(t._trial_id, "sweeper", _whoami())
-        seed = search.sampler.seed
-        # a resumed study: another seed, or the sampler would propose the first run's trials
-        seed = None if seed is None else seed + len(trials)
-        study.sampler = make_sampler(search, space, seed)
         done = [t for t in trials if t.state.is_finished()]
         if done or stale:
             print(
@@ -702,6 +762,9 @@ class Search:
             )
         else:
             print(f"study {name} in {shown_url(url)}: new, n_trials={search.n_trials}")
+        if len(trials) - len(stale) >= search.n_trials:
+            print(f"the study has {len(trials)} trials, n_trials={search.n_trials}: nothing to "
+                  "run; raise hydra.sweeper.n_trials to search on")  # fmt: skip
         if search.sampler.name == "grid":
             size = math.prod(len(d.choices) for d in space.distributions.values())
             if search.n_trials > size:
@@ -713,20 +776,40 @@ class Search:
             with locked(lock):  # two sweeps starting together: one run for the study
                 parent = self._parent(store, experiment_id, study, search, space, url)
         except UserError as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-            sys.exit(2)
+            self._refuse(err)
         os.environ[PARENT_RUN_ENV] = parent
         os.environ[SCORE_ENV] = search.score
+        # the grid's order of points and CMA-ES's state come from one seeded sampler
+        study.sampler = make_sampler(search, space, search.sampler.seed)
         batch_size = search.n_jobs or _launcher_jobs(self.config)
         self._study, self._space, self._search, self._lock = study, space, search, lock
         self._stale_left = list(stale)
         self._failures = sum(t.state == TrialState.FAIL for t in trials)
         self._failed: list[str] = []  # this command's failed trials
         self._job = 0
-        if batch_size > 1 and type(self.launcher).__name__ == "JoblibLauncher":
-            returns = self._stream(batch_size)
-        else:
-            returns = self._batches(batch_size)
+        # joblib's resource trackers warn of "leaked" semaphores of workers stopped early
+        trackers = ("joblib.externals.loky.backend.resource_tracker",
+                    "multiprocessing.resource_tracker")  # fmt: skip
+        quiet = ",".join(f"ignore::UserWarning:{m}" for m in trackers)
+        given = os.environ.get("PYTHONWARNINGS")
+        os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
+        try:
+            with _signals_interrupt(), _launchers_quiet():
+                if batch_size > 1 and type(self.launcher).__name__ == "JoblibLauncher":
+                    returns = self._stream(batch_size)
+                else:
+                    returns = self._batches(batch_size)
+        except KeyboardInterrupt as err:  # in the launching process: the trials stop too
+            name = getattr(err, "signal_name", "SIGINT")
+            mark_parent_killed(store, parent)
+            print(f"{PROG}: interrupted by {name}; trials still running stop at their last "
+                  "checkpoint; run the same command to go on", file=sys.stderr)  # fmt: skip
+            sys.exit(getattr(err, "exit_status", 130))
+        except Exception as err:
+            if not _storage_error(err):
+                raise
+            store.client.set_terminated(parent, "FAILED")
+            self._refuse(TrackingError(storage_problem(err, url)), status=1)
         if self._failed:
             os.environ[FAILED_TRIALS_ENV] = ", ".join(self._failed)
         self._finish(store, study, search, parent)
@@ -746,7 +829,16 @@ class Search:
             return []
         batch, self._stale_left = self._stale_left[:n], self._stale_left[n:]
         with locked(self._lock):  # the study's trials in all, this sweep's or another's
-            while len(batch) < n and len(study.get_trials(deepcopy=False)) < search.n_trials:
+            while len(batch) < n and (count := len(study.get_trials(deepcopy=False))) < (
+                search.n_trials
+            ):
+                # seeded by the study's count of trials: the same command proposes the same
+                # trials, and a resumed study or a second sweep at once proposes new ones
+                seed = search.sampler.seed
+                if search.sampler.name in ("tpe", "random"):  # grid, CMA-ES: one, as seeded
+                    study.sampler = make_sampler(
+                        search, self._space, None if seed is None else seed + count
+                    )
                 trial = study.ask(self._space.distributions)
                 trial.set_user_attr("sweeper", _whoami())
                 trial.set_user_attr("name", self._space.name(trial.params))
@@ -756,11 +848,16 @@ class Search:
     def _launch(self, trials: list[Any]) -> list[Any]:
         """Launch ``trials`` as jobs numbered on from the last (called in one thread only)."""
         overrides = [self._job_overrides(self._study, t, self._space) for t in trials]
+        for trial in trials:
+            self._started(trial)
         first, self._job = self._job, self._job + len(trials)
         return self._launched(overrides, first)
 
     def _launched(self, overrides: list[list[str]], first: int) -> list[Any]:
         return self.launcher.launch(overrides, initial_job_idx=first)
+
+    def _started(self, trial: Any) -> None:
+        print(f"trial {trial.number} started: {trial.user_attrs.get('name', '')}", flush=True)
 
     def _told(self, trial: Any, result: Any) -> None:
         outcome = _outcome(result)
@@ -790,20 +887,33 @@ class Search:
         returns = []
         running: dict[Any, Any] = {}
         with ThreadPoolExecutor(workers, thread_name_prefix="trial") as pool:
-            while True:
-                for trial in self._next(workers - len(running)) if len(running) < workers else []:
-                    overrides = [self._job_overrides(self._study, trial, self._space)]
-                    running[pool.submit(self._launched, overrides, self._job)] = trial
-                    self._job += 1
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    trial = running.pop(future)
-                    results = future.result()  # a launcher's own error, or SystemExit, goes on
-                    self._told(trial, results[0])
-                    returns.append(results)
+            try:
+                self._keep_running(pool, workers, running, returns, wait, FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                # the workers stop too, at a checkpoint: their trials stay RUNNING, to resume
+                done, _ = wait(running, timeout=2.0)  # a Ctrl-C reached them already?
+                if len(done) < len(running):
+                    _stop_workers()
+                wait(running, timeout=60)
+                raise
         return returns
+
+    def _keep_running(self, pool, workers, running, returns, wait, first_completed) -> None:
+        """Submit trials until ``workers`` run; tell each as it ends; until none is left."""
+        while True:
+            for trial in self._next(workers - len(running)) if len(running) < workers else []:
+                overrides = [self._job_overrides(self._study, trial, self._space)]
+                self._started(trial)
+                running[pool.submit(self._launched, overrides, self._job)] = trial
+                self._job += 1
+            if not running:
+                return
+            done, _ = wait(running, return_when=first_completed)
+            for future in done:
+                trial = running.pop(future)
+                results = future.result()  # a launcher's own error, or SystemExit, goes on
+                self._told(trial, results[0])
+                returns.append(results)
 
     def _stale(self, trials: list[Any]) -> list[Any]:
         """Trials left RUNNING by a sweep of this machine whose process is gone."""
@@ -826,7 +936,7 @@ class Search:
         lines = space.overrides(trial.params)
         if trial.intermediate_values or "mlflow_run_id" in trial.user_attrs:
             lines.append("train.resume=true")  # interrupted: on from its checkpoint
-        ids = f"{study._study_id}:{trial._trial_id}"
+        ids = f"{study._study_id}:{trial._trial_id}:{trial.number}"
         return [*lines, f"+hydra.job.env_set.{TRIAL_ENV}='{ids}'"]
 
     def _tell(self, study: Any, trial: Any, outcome: TrialOutcome, search: SearchSettings) -> None:
@@ -849,8 +959,8 @@ class Search:
             _tell(study, number, state=TrialState.PRUNED, skip_if_finished=True)
         else:
             _tell(study, number, state=TrialState.FAIL, skip_if_finished=True)
-            why = f": {outcome.error}" if outcome.error else ""
-            print(f"trial {number}: failed{why}", file=sys.stderr)
+            if outcome.error is None:  # the job could not say so itself
+                print(f"{PROG}: trial {number} failed", file=sys.stderr)
 
     def _parent(
         self,
@@ -967,6 +1077,7 @@ def study_figures(study: Any, metric: str) -> dict[str, bytes]:
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # too few trials for this one
             fig = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure
+            _tidy(fig, integer_x=name == "optimization_history")
             fig.set_size_inches(max(fig.get_size_inches()[0], 8), 5)
             out = io.BytesIO()
             fig.savefig(out, format="png", dpi=100, bbox_inches="tight")
@@ -975,12 +1086,83 @@ def study_figures(study: Any, metric: str) -> dict[str, bytes]:
     return figures
 
 
+def _tidy(fig: Any, integer_x: bool) -> None:
+    """Readable axes on Optuna's figures: no overlapping minor labels on a log axis, trials
+    numbered in whole numbers, choices without the quotes of their strings."""
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_formatter(NullFormatter())
+        if integer_x:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t.get_text() for t in axis.get_ticklabels()]
+            if any(len(t) > 1 and t[0] == t[-1] == "'" for t in labels):
+                axis.set_ticks(axis.get_ticklocs())
+                axis.set_ticklabels([t.strip("'") for t in labels])
+
+
 def _image(png: bytes) -> Any:
     import io
 
     from PIL import Image
 
     return Image.open(io.BytesIO(png))
+
+
+@contextlib.contextmanager
+def _launchers_quiet() -> Iterator[None]:
+    """The launchers' lines per job (its overrides, with the trial's internal ones, and
+    joblib's pool each time): this module says which trial starts."""
+    import logging
+
+    names = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _stop_workers() -> None:
+    """SIGTERM to this process's joblib workers: each ends its trial at a checkpoint (its
+    run KILLED), as a Ctrl-C to the whole group would have."""
+    import signal
+
+    children = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):  # any thread may have started one
+        with contextlib.suppress(OSError):
+            children += (task / "children").read_text().split()
+    with contextlib.suppress(OSError):
+        for pid in map(int, children):
+            with contextlib.suppress(OSError):
+                if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM as Ctrl-C in the launching process (the trials' own processes handle theirs)."""
+    from backprop.pipeline.interrupt import graceful
+
+    with graceful():
+        yield
+
+
+def _storage_error(err: BaseException) -> bool:
+    """An error of the study's database (full disk, locked, gone), not a bug here."""
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    return isinstance(err, StorageInternalError | sqlalchemy.exc.OperationalError)
 
 
 def _tell(study: Any, *args: Any, **kwargs: Any) -> None:

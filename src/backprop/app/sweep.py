@@ -218,6 +218,7 @@ class Summary:
     swept: list[str]
     figure: bytes | None = None
     score: str = SCORE
+    study_best: bool = False  # a search: Optuna's best trial (first of equals) leads
 
     @property
     def best(self) -> Any | None:
@@ -237,8 +238,10 @@ class Summary:
             row["run_id"] = run.info.run_id
             rows.append(row)
         jobs = "1 job" if len(self.ranked) == 1 else f"{len(self.ranked)} jobs"
-        lines = [f"sweep of {jobs}, best first "
-                 f"(by {self.score}, ties by {TIE_BREAK}):", format_table(rows)]  # fmt: skip
+        ties = f", ties by {TIE_BREAK}" if self.score != TIE_BREAK else ""
+        if self.study_best:
+            ties = f"; the study's best trial first{ties}"
+        lines = [f"sweep of {jobs}, best first (by {self.score}{ties}):", format_table(rows)]
         best = self.best
         if best is None and len(self.failed) < len(self.ranked):
             lines.append(f"no job has a {self.score} to rank by (no validation split: "
@@ -287,7 +290,8 @@ def summarise(
 
     ranked = sorted(runs, key=order)
     swept = swept_params(runs)
-    summary = Summary(parent_run_id, experiment_id, ranked, failed, swept, score=score)
+    summary = Summary(parent_run_id, experiment_id, ranked, failed, swept, score=score,
+                      study_best=best_run_id is not None)  # fmt: skip
     with contextlib.suppress(Exception):  # a resumed study's run has it already
         client.log_param(parent_run_id, "swept_params", ", ".join(swept) or "none")
     client.set_tag(parent_run_id, "jobs", str(len(runs)))

@@ -211,8 +211,6 @@ def train(
             seconds=time.perf_counter() - started,
         )
         history.epochs.append(metrics)
-        if callback is not None:
-            callback(metrics)
 
         if config.patience is not None:
             if val_loss < best_loss - config.min_delta:
@@ -235,6 +233,9 @@ def train(
                     waited=waited,
                 )
             )
+        # after the checkpoint: a callback that ends training (a pruner) leaves this epoch saved
+        if callback is not None:
+            callback(metrics)
         if history.stopped_early:
             break
 

@@ -211,6 +211,7 @@ class RunListing:
     experiment_id: str | None
     sweep: str | None = None
     runs: list[Any] = field(default_factory=list)
+    sweep_metric: str | None = None  # a search's metric (its parent's tag optuna.metric)
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
@@ -296,7 +297,13 @@ def _listed_from_sqlite(
         )
         for run_id, name, status, start, end in infos
     ]
-    return RunListing(str(experiment_id), sweep, runs)
+    metric = None
+    if sweep:
+        row = db.execute(
+            "SELECT value FROM tags WHERE run_uuid = ? AND key = 'optuna.metric'", (sweep,)
+        ).fetchone()
+        metric = row[0] if row else None
+    return RunListing(str(experiment_id), sweep, runs, metric)
 
 
 def alias_problem(alias: str) -> str | None:
@@ -443,8 +450,9 @@ class Store:
                 sweep = parents[0].info.run_id
             where = f"tags.mlflow.parentRunId = '{sweep}'" if sweep else ""
             runs = client.search_runs([experiment_id], where, max_results=10_000)
+            metric = client.get_run(sweep).data.tags.get("optuna.metric") if sweep else None
         runs = [r for r in runs if r.data.tags.get("sweep") != "parent"]
-        return RunListing(experiment_id, sweep, runs)
+        return RunListing(experiment_id, sweep, runs, metric)
 
     def _sqlite_path(self) -> Path | None:
         """The file of a ``sqlite:///path`` store (None for any other, or with options)."""
