@@ -686,6 +686,7 @@ class Search:
         )
 
     def sweep(self, arguments: list[str]) -> list[Any]:
+        self._warming = _warm_workers(self.launcher, self.config)
         try:
             search = search_settings(self.raw)
             space = parse_space(arguments, search.params, search.sampler.name == "grid")
@@ -1130,6 +1131,42 @@ def _launchers_quiet() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def _warm_workers(launcher: Any, config: Any) -> Any:
+    """Start joblib's workers now, importing what a trial needs (MLflow, matplotlib, the
+    stages: about 2.6 s each here), while this process checks the space and opens the
+    study and its run, instead of after, when the first trials are launched."""
+    import threading
+
+    if type(launcher).__name__ != "JoblibLauncher" or _launcher_jobs(config) < 2:
+        return None
+    from joblib import Parallel, delayed
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+    options.pop("_target_", None)  # the launcher's own options: joblib reuses the same pool
+    jobs = _launcher_jobs(config)
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # only a head start: the launcher does it anyway
+            Parallel(**options)(delayed(_warm)() for _ in range(jobs))
+
+    thread = threading.Thread(target=start, name="warm-workers", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm() -> int:
+    """In a worker: the imports of a trial's first job."""
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+
+    import backprop.app.job  # noqa: F401
+    import backprop.pipeline.stages.evaluate  # noqa: F401
+    import backprop.tracking.tracker  # noqa: F401
+
+    return os.getpid()
 
 
 def _stop_workers() -> None:
