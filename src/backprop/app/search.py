@@ -686,6 +686,12 @@ class Search:
         )
 
     def sweep(self, arguments: list[str]) -> list[Any]:
+        # joblib's resource trackers warn of "leaked" semaphores of workers stopped early
+        trackers = ("joblib.externals.loky.backend.resource_tracker",
+                    "multiprocessing.resource_tracker")  # fmt: skip
+        quiet = ",".join(f"ignore::UserWarning:{m}" for m in trackers)
+        given = os.environ.get("PYTHONWARNINGS")
+        os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
         self._warming = _warm_workers(self.launcher, self.config)
         try:
             search = search_settings(self.raw)
@@ -788,12 +794,6 @@ class Search:
         self._failures = sum(t.state == TrialState.FAIL for t in trials)
         self._failed: list[str] = []  # this command's failed trials
         self._job = 0
-        # joblib's resource trackers warn of "leaked" semaphores of workers stopped early
-        trackers = ("joblib.externals.loky.backend.resource_tracker",
-                    "multiprocessing.resource_tracker")  # fmt: skip
-        quiet = ",".join(f"ignore::UserWarning:{m}" for m in trackers)
-        given = os.environ.get("PYTHONWARNINGS")
-        os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
         try:
             with _signals_interrupt(), _launchers_quiet():
                 if batch_size > 1 and type(self.launcher).__name__ == "JoblibLauncher":
