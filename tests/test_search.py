@@ -246,7 +246,8 @@ def test_an_interrupted_search_resumes_its_trial_from_the_checkpoint(tmp_path):
     assert sorted(resumed.intermediate_values) == list(range(1, 401))
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert 0 < int(run.data.tags["resumed_after_epoch"]) <= reached
+    # the checkpoint is written before the epoch is reported: it may hold one epoch more
+    assert 0 < int(run.data.tags["resumed_after_epoch"]) <= reached + 1
     steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
     assert sorted(steps) == list(range(1, 401))
 

@@ -539,10 +539,15 @@ class Reporter:
         value = getattr(metrics, self.ticket.metric)
         if value is None or metrics.epoch in self.reported:
             return
-        with _optuna_quiet():
-            self.trial.report(float(value), metrics.epoch)
-            self.reported.add(metrics.epoch)
-            pruned = self.trial.should_prune()
+        try:
+            with _optuna_quiet():
+                self.trial.report(float(value), metrics.epoch)
+                self.reported.add(metrics.epoch)
+                pruned = self.trial.should_prune()
+        except Exception as err:
+            if not _storage_error(err):
+                raise
+            raise TrackingError(storage_problem(err, self.ticket.storage)) from None
         if pruned:
             raise TrainingStopped(
                 f"pruned after epoch {metrics.epoch} ({self.ticket.metric} {value:.4f})",
@@ -625,7 +630,7 @@ def _repeated(ticket, params, job_dir, tags, reporter, run, earlier) -> TrialOut
             client.log_batch(
                 trial_run.run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()]
             )
-        done = _finished_seeds(store, trial_run.run_id, params["experiment_name"])
+        done, left = _seed_runs(store, trial_run.run_id, params["experiment_name"])
         results: list[dict[str, float]] = []
         first_open = next((i for i, seed in enumerate(seeds) if seed not in done), None)
         for i, seed in enumerate(seeds):
@@ -638,7 +643,8 @@ def _repeated(ticket, params, job_dir, tags, reporter, run, earlier) -> TrialOut
             try:
                 _, metrics = run(seeded, job_dir / f"seed-{seed}", f"seed {seed}",
                                  {"seed": str(seed), "optuna.trial_number": str(ticket.number)},
-                                 trial_run.run_id, reporter if i == 0 else None, None)  # fmt: skip
+                                 trial_run.run_id, reporter if i == 0 else None,
+                                 left.get(seed))  # fmt: skip
             except TrainingStopped as err:
                 err.run_id = trial_run.run_id
                 raise
@@ -658,14 +664,19 @@ def _repeated(ticket, params, job_dir, tags, reporter, run, earlier) -> TrialOut
 SECTIONS = ("data", "preprocess", "model", "optim", "train")
 
 
-def _finished_seeds(store: Any, run_id: str, experiment: str) -> dict[int, dict[str, float]]:
-    """The seeds of a resumed trial whose runs finished: not run again."""
-    done = {}
+def _seed_runs(store: Any, run_id: str, experiment: str) -> tuple[dict, dict]:
+    """A resumed trial's seeds: the metrics of those whose runs finished (not run again),
+    and the run each unfinished one left (to go on with, or replace)."""
+    done, left = {}, {}
     for child in store.children(run_id, experiment):
         seed = child.data.tags.get("seed")
-        if child.info.status == "FINISHED" and seed is not None:
+        if seed is None:
+            continue
+        if child.info.status == "FINISHED":
             done[int(seed)] = dict(child.data.metrics)
-    return done
+        else:
+            left[int(seed)] = child.info.run_id
+    return done, left
 
 
 # -- the sweeper's side ------------------------------------------------------------------
@@ -1090,11 +1101,13 @@ def study_figures(study: Any, metric: str) -> dict[str, bytes]:
 def _tidy(fig: Any, integer_x: bool) -> None:
     """Readable axes on Optuna's figures: no overlapping minor labels on a log axis, trials
     numbered in whole numbers, choices without the quotes of their strings."""
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":
+            if axis.get_scale() == "log":  # 0.01, 0.02, 0.05, 0.1...: readable in any span
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
                 axis.set_minor_formatter(NullFormatter())
         if integer_x:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

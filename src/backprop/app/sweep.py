@@ -162,7 +162,9 @@ class SweepTracker(Callback):
         failed_trials = os.environ.pop(FAILED_TRIALS_ENV, "")
         try:
             summary = summarise(self.store, self.parent_run_id, config.experiment_name,
-                                score=score, best_run_id=best_run)  # fmt: skip
+                                score=score, best_run_id=best_run,
+                                failed_now=(bool(failed_trials) if _searching(config)
+                                            else None))  # fmt: skip
             print(summary.report(self.store))
             from omegaconf import OmegaConf
 
@@ -191,7 +193,7 @@ class SweepTracker(Callback):
             print(f"backprop-experiment: {count} trial(s) failed: {failed_trials}",
                   file=sys.stderr)  # fmt: skip
             sys.exit(1)
-        if summary.failed:
+        if summary.failed and not _searching(config):  # a search's earlier failures are told
             names = ", ".join(_job(r) for r in summary.failed)
             print(f"backprop-experiment: {len(summary.failed)} job(s) failed: {names}",
                   file=sys.stderr)  # fmt: skip
@@ -271,7 +273,7 @@ def ui_hint(store: Store) -> str:
 
 def summarise(
     store: Store, parent_run_id: str, experiment_name: str, score: str = SCORE,
-    best_run_id: str | None = None,
+    best_run_id: str | None = None, failed_now: bool | None = None,
 ) -> Summary:  # fmt: skip
     """Log the sweep's summary into the parent run: the best job's params and metrics under
     the names its children use (the parent's row in the runs table is the best job's), the
@@ -327,7 +329,9 @@ def summarise(
             jobs=len(runs),
         )
         client.log_image(parent_run_id, _image(summary.figure), "sweep_summary.png")
-    client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
+    # a search's run is FAILED if trials of this command failed (earlier ones were told)
+    failing = bool(failed) if failed_now is None else failed_now
+    client.set_terminated(parent_run_id, status="FAILED" if failing else "FINISHED")
     return summary
 
 
