@@ -48,7 +48,7 @@ from backprop.app.sweep import (
     mark_parent_killed,
 )
 from backprop.errors import ConfigError, TrackingError, UserError
-from backprop.pipeline.files import atomic_write_bytes, exclusive_lock
+from backprop.pipeline.files import atomic_write_bytes, exclusive_lock, process_alive
 from backprop.pipeline.project import project_root
 from backprop.pipeline.runlog import TrainingStopped
 from backprop.schema import build, choice, settings
@@ -938,7 +938,7 @@ class Search:
             if t.state != TrialState.RUNNING or ":" not in owner:
                 continue
             who, pid = owner.rsplit(":", 1)
-            if who == host and not _alive(int(pid)):
+            if who == host and not process_alive(int(pid)):
                 stale.append(t)
         return stale
 
@@ -1248,16 +1248,6 @@ def _launcher_jobs(config: Any) -> int:
 
 def _whoami() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _quoted(text: str) -> str:

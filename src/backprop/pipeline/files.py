@@ -317,7 +317,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         if not (entry.name.startswith(".") and parts[-1] in ("tmp", "old") and len(parts) >= 5):
             continue
         pid = parts[-3]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -327,7 +327,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Is process ``pid`` running (another user's counts as running)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
