@@ -568,3 +568,26 @@ def test_files_of_its_own_names_linked_in_by_a_dvc_cache_are_replaceable(project
     assert run(capsys, "preprocess", project / "digits.csv", out)[0] == 0
     assert not (out / "train.npz").is_symlink()
     assert (tmp_path / "cached").exists()  # the cache's copy is left alone
+
+
+def test_first_layer_weights_share_one_scale_centred_on_zero():
+    from backprop.pipeline.plots import weight_scale
+
+    rng = np.random.default_rng(0)
+    W = rng.normal(0, 0.1, (64, 32)).astype(np.float32)
+    W[0, 0] = 50.0  # one outlier does not set the scale for all
+    bound = weight_scale(W)
+    assert 0.2 < bound < 0.4  # about 2.8 standard deviations: the 99.5th percentile of |w|
+    assert weight_scale(np.zeros((16, 4))) == 1.0  # an all-zero layer still has a scale
+
+
+def test_misclassified_examples_say_how_sure_the_network_was():
+    from backprop.pipeline.plots import misclassified, misclassified_labels
+
+    labels = misclassified_labels(np.array([7, 3]), np.array([1, 8]), np.array([0.624, 0.5]),
+                                  list(range(10)))  # fmt: skip
+    assert labels == ["7 -> 1 (0.62)", "3 -> 8 (0.50)"]
+    X = np.random.default_rng(1).random((5, 64))
+    png = misclassified(X, np.array([0, 1, 2, 3, 4]), np.array([1, 1, 0, 3, 0]), list(range(5)),
+                        probability=np.array([0.9, 0.8, 0.3, 0.7, 0.95]))  # fmt: skip
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,48 +149,85 @@ def _mosaic(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
     return out
 
 
+def weight_scale(W: np.ndarray) -> float:
+    """The colour scale's half-width for first-layer weights: the 99.5th percentile of |w|,
+    shared by every unit and centred on 0 (white), so that colours compare across units and
+    a few large weights do not wash the others out."""
+    bound = float(np.percentile(np.abs(W), 99.5)) if W.size else 0.0
+    return bound if bound > 0 else 1.0
+
+
+SMALL_IMAGE = 16  # below this side, a unit's weights show no strokes, only blotches
+
+
 def first_layer_weights(W: np.ndarray, max_units: int = 64) -> bytes:
-    """Each first-layer unit's incoming weights (n_features,) drawn as a square image."""
+    """Each first-layer unit's incoming weights (n_features,) drawn as a square image, all
+    on one colour scale centred on 0, with its colour bar."""
     plt = _pyplot()
     side = image_side(W.shape[0])
     units = min(W.shape[1], max_units)
     cols = math.ceil(math.sqrt(units))
     weights = W[:, :units].T.reshape(units, side, side)
-    # Each unit on its own symmetric scale, so that weak units still show their pattern.
-    bounds = np.abs(weights).max(axis=(1, 2), keepdims=True)
-    weights = weights / np.where(bounds > 0, bounds, 1)
-    fig, ax = plt.subplots(figsize=(6.5, 6.5 * math.ceil(units / cols) / cols + 0.5))
-    ax.imshow(_mosaic(weights, cols), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    bound = weight_scale(weights)
+    fig, ax = plt.subplots(figsize=(7.2, 5.6 * math.ceil(units / cols) / cols + 0.9))
+    shown = ax.imshow(_mosaic(weights, cols), cmap="RdBu_r", vmin=-bound, vmax=bound,
+                      interpolation="nearest")  # fmt: skip
     ax.axis("off")
-    ax.set_title(f"First-layer weights of {units} of {W.shape[1]} units (red +, blue -)")
-    _margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.4)
+    title = f"First-layer weights of {units} of {W.shape[1]} units, {side} x {side} inputs"
+    if side < SMALL_IMAGE:
+        title += (f"\n{side} x {side} pixels are too few to show strokes: "
+                  "each unit is a blotch of a few pixels")  # fmt: skip
+    ax.set_title(title, fontsize=10)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02, extend="both")
+    bar.set_label("weight (red +, blue -; 99.5% of |w| within the scale)")
     return _png(fig)
 
 
+def misclassified_labels(
+    y_true: np.ndarray, y_pred: np.ndarray, probability: np.ndarray, classes: list
+) -> list[str]:
+    """``7 -> 1 (0.62)``: the true class, the predicted one and its predicted probability."""
+    return [f"{classes[t]} -> {classes[p]} ({q:.2f})"
+            for t, p, q in zip(y_true, y_pred, probability)]  # fmt: skip
+
+
 def misclassified(
-    X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list, max_images: int = 36
-) -> bytes:
-    """A grid of wrongly classified examples, labelled true -> predicted."""
+    X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list, max_images: int = 36,
+    probability: np.ndarray | None = None,
+) -> bytes:  # fmt: skip
+    """A grid of wrongly classified examples, labelled ``true -> predicted (probability)``,
+    the most confidently wrong first when the probabilities are given."""
     plt = _pyplot()
     side = image_side(X.shape[1])
-    wrong = np.flatnonzero(y_true != y_pred)[:max_images]
+    wrong = np.flatnonzero(y_true != y_pred)
+    if probability is not None:
+        wrong = wrong[np.argsort(-probability[wrong], kind="stable")]
+    wrong = wrong[:max_images]
     total = int((y_true != y_pred).sum())
     cols = 6
     rows = max(1, math.ceil(len(wrong) / cols))
-    fig, ax = plt.subplots(figsize=(cols * 1.2, rows * 1.35 + 0.6))
+    fig, ax = plt.subplots(figsize=(cols * 1.35, rows * 1.45 + 0.7))
     ax.axis("off")
-    fig.suptitle(f"Misclassified test examples ({len(wrong)} of {total}): true -> predicted")
+    how = (
+        ", most confident first: true -> predicted (its probability)"
+        if probability is not None
+        else ": true -> predicted"
+    )
+    fig.suptitle(f"Misclassified test examples ({len(wrong)} of {total}){how}", fontsize=10)
     if len(wrong):
         pad = max(2, side // 2)  # room for the labels below each image
         images = X[wrong].reshape(-1, side, side)
         mosaic = _mosaic(images, cols, pad)
         mosaic = np.vstack([mosaic, np.full((pad, mosaic.shape[1]), np.nan)])
         ax.imshow(mosaic, cmap="gray_r", interpolation="nearest")
-        for k, i in enumerate(wrong):
+        if probability is not None:
+            labels = misclassified_labels(y_true[wrong], y_pred[wrong], probability[wrong], classes)
+        else:
+            labels = [f"{classes[y_true[i]]} -> {classes[y_pred[i]]}" for i in wrong]
+        for k, label in enumerate(labels):
             r, c = divmod(k, cols)
-            ax.text(c * (side + pad) + side / 2, r * (side + pad) + side - 0.3,
-                    f"{classes[y_true[i]]} -> {classes[y_pred[i]]}",
-                    ha="center", va="top", fontsize=8)  # fmt: skip
+            ax.text(c * (side + pad) + side / 2, r * (side + pad) + side - 0.3, label,
+                    ha="center", va="top", fontsize=7)  # fmt: skip
     _margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.45)
     return _png(fig)
 

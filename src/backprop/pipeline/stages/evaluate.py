@@ -96,7 +96,11 @@ def evaluate_model(model: Path, prepared: Path, reports: Path) -> Evaluated:
     }
     if plots.image_side(X.shape[1]):
         figures["first_layer.png"] = plots.first_layer_weights(network.weights[0])
-        figures["misclassified.png"] = plots.misclassified(X, y, predicted, classes)
+        # a softmax's outputs are probabilities (sigmoid outputs with squared error are not)
+        softmax = np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
+        probability = outputs[np.arange(len(predicted)), predicted] if softmax else None
+        figures["misclassified.png"] = plots.misclassified(X, y, predicted, classes,
+                                                           probability=probability)  # fmt: skip
     atomic_write_dir(reports / FIGURES_DIR, figures, ours=FIGURES, what="figures")
     return Evaluated(metrics, per_class)
 
