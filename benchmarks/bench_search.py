@@ -59,14 +59,21 @@ def search(root: Path, method: str, seed: int, trials: int, epochs: int) -> dict
         f"hydra.sweeper.pruner.name={'median' if method == 'tpe' else 'none'}",
         f"train.epochs={epochs}", *(f"{k}={v}" for k, v in space.items()),
     ]  # fmt: skip
+    wall = timed(root, args)
+    return {"method": method, "seed": seed, "wall_seconds": wall, **_study(root, study)}
+
+
+def timed(root: Path, args: list[str]) -> float:
+    """Seconds the command takes in ``root``, with the venv first on PATH; its stderr if it
+    fails."""
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root)}  # fmt: skip
     start = time.perf_counter()
     result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return {"method": method, "seed": seed, "wall_seconds": wall, **_study(root, study)}
+    return seconds
 
 
 def _study(root: Path, name: str) -> dict:
@@ -120,13 +127,7 @@ def parallel(rounds: int, epochs: int) -> dict:
                 ]  # fmt: skip
                 if jobs == 2:
                     args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-                env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                       "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root)}  # fmt: skip
-                start = time.perf_counter()
-                result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
-                seconds = time.perf_counter() - start
-                if result.returncode != 0:
-                    raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+                seconds = timed(root, args)
                 (sequential if jobs == 1 else two).append(seconds)
                 print(f"  round {r} n_jobs={jobs}: {seconds:6.1f} s", flush=True)
     ratios = [a / b for a, b in zip(sequential, two)]

@@ -287,7 +287,7 @@ def check_overrides(argv: list[str], conf: Path) -> None:
     except Exception as err:  # a syntax error: Hydra's message is one line
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     plain, choices = [], []
-    searching = any(o.input_line in ("hydra/sweeper=optuna",) for o in parsed)
+    searching = any(o.input_line == "hydra/sweeper=optuna" for o in parsed)
     for o in parsed:
         if searching and o.get_key_element().startswith("hydra.sweeper."):
             _check_sweeper_key(o.get_key_element(), conf)

@@ -404,7 +404,7 @@ def locked(lock: Path | None) -> Any:
     return exclusive_lock(lock) if lock else contextlib.nullcontext()
 
 
-def open_study(url: str, name: str, direction: str, sampler: Any, pruner: Any) -> Any:
+def open_study(url: str, name: str, direction: str, pruner: Any) -> Any:
     """Create the study or load it (under :func:`study_lock`)."""
     import optuna
     from optuna.storages import RDBStorage
@@ -422,7 +422,6 @@ def open_study(url: str, name: str, direction: str, sampler: Any, pruner: Any) -
                 study_name=name,
                 storage=storage,
                 direction=direction,
-                sampler=sampler,
                 pruner=pruner,
                 load_if_exists=True,
             )
@@ -703,7 +702,7 @@ class Search:
         quiet = ",".join(f"ignore::UserWarning:{m}" for m in trackers)
         given = os.environ.get("PYTHONWARNINGS")
         os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
-        self._warming = _warm_workers(self.launcher, self.config)
+        _warm_workers(self.launcher, self.config)
         try:
             search = search_settings(self.raw)
             space = parse_space(arguments, search.params, search.sampler.name == "grid")
@@ -757,7 +756,7 @@ class Search:
         url = storage_url(search, root)
         name = study_name(search, space, self.config.experiment_name)
         try:
-            study = open_study(url, name, search.direction, None, make_pruner(search.pruner))
+            study = open_study(url, name, search.direction, make_pruner(search.pruner))
             _same_search(study, space, search, url)
         except UserError as err:
             self._refuse(err)
@@ -805,6 +804,7 @@ class Search:
         self._failures = sum(t.state == TrialState.FAIL for t in trials)
         self._failed: list[str] = []  # this command's failed trials
         self._job = 0
+        self._said_stop = False  # max_failures reached, and said so
         try:
             with _signals_interrupt(), _launchers_quiet():
                 if batch_size > 1 and type(self.launcher).__name__ == "JoblibLauncher":
@@ -833,7 +833,7 @@ class Search:
         once max_failures trials have failed."""
         search, study = self._search, self._study
         if self._failures >= (search.max_failures or search.n_trials):
-            if not getattr(self, "_said_stop", False):
+            if not self._said_stop:
                 self._said_stop = True
                 print(f"{PROG}: {self._failures} trials failed (hydra.sweeper.max_failures="
                       f"{search.max_failures or search.n_trials}): no more trials",
