@@ -64,6 +64,38 @@ def test_listing_runs_takes_no_lock_and_writes_nothing(project, capsys, monkeypa
     assert {p.name: p.stat().st_mtime_ns for p in project.iterdir()} == before
 
 
+def test_a_writer_killed_mid_transaction_leaves_a_store_that_still_lists(project, capsys):
+    """A process SIGKILLed inside a write leaves a hot journal that a read-only connection
+    cannot roll back (SQLITE_READONLY_ROLLBACK): the store is still read, its runs intact."""
+    import subprocess
+    import sys
+
+    from backprop.tracking.store import Store
+    from backprop.tracking.tracker import Tracker
+
+    with Tracker.open(Store(project), "backprop", run_name="kept"):
+        pass
+    capsys.readouterr()
+    writer = (
+        "import os, sqlite3\n"
+        "db = sqlite3.connect('mlflow.db', isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size=1')\n"
+        "db.execute('BEGIN')\n"
+        "db.execute('CREATE TABLE junk (x)')\n"
+        "db.executemany('INSERT INTO junk VALUES (?)', [(i,) for i in range(50000)])\n"
+        "db.execute(\"UPDATE runs SET name = 'half-written'\")\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", writer], cwd=project)
+    assert killed.returncode == -9
+    assert (project / "mlflow.db-journal").stat().st_size > 0  # the hot journal
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "kept" in out and "half-written" not in out  # rolled back, as SQLite does
+    with sqlite3.connect(f"file:{project / 'mlflow.db'}?mode=ro", uri=True) as db:
+        assert "junk" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+
+
 @pytest.fixture
 def answering_server():
     """A server on 127.0.0.1 whose /health says OK and whose API answers ``mode``."""

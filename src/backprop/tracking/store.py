@@ -136,9 +136,28 @@ def database_written(store: Store) -> Iterator[None]:
 LOCK_TIMEOUT = 5.0  # seconds a reader waits for a writer's lock on a SQLite store
 
 
+def recover_interrupted_transaction(path: Path) -> None:
+    """Roll back what a writer killed mid-transaction left in ``path``'s journal (SQLite's
+    own recovery, done by the first connection that may write), or one line if this
+    process may not write there."""
+    try:
+        db = sqlite3.connect(path, timeout=LOCK_TIMEOUT)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise TrackingError(
+            f"{path}: the MLflow tracking database holds a transaction a killed process "
+            f"left unfinished, and it cannot be rolled back from here ({err}); run once "
+            "where the database and its folder are writable"
+        ) from None
+
+
 def read_only_sqlite(path: Path) -> sqlite3.Connection:
     """A read-only connection to the SQLite database ``path``: no journal, no lock held,
-    nothing written.  A folder, a file that is not SQLite or a damaged one is a
+    nothing written (but for the rollback of a transaction a killed writer left, which
+    SQLite requires before anyone reads).  A folder, a file that is not SQLite or a damaged one is a
     TrackingError naming it; the file is never written to or replaced (its runs may be
     recoverable).  So is a lock held by a writer for longer than LOCK_TIMEOUT."""
     what = None
@@ -157,7 +176,13 @@ def read_only_sqlite(path: Path) -> sqlite3.Connection:
                 return db
             except sqlite3.DatabaseError as err:
                 db.close()
-                if getattr(err, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                name = getattr(err, "sqlite_errorname", "")
+                if name in ("SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY"):
+                    # A writer was killed mid-transaction and left its journal: only a
+                    # writable connection may roll it back, as SQLite does on any open.
+                    recover_interrupted_transaction(path)
+                    return read_only_sqlite(path)
+                if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
                     raise TrackingError(
                         f"{path}: the MLflow tracking database is locked by another process "
                         f"(waited {LOCK_TIMEOUT:g} s); try again when it is done"
