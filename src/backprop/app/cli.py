@@ -45,6 +45,10 @@ COMMANDS = {
         "train a tracked run again and compare the result",
     ),
     "runs": ("backprop.app.runs:RUNS", "list tracked runs, best first"),
+    "mnist-download": (
+        "backprop.app.mnist_download:MNIST_DOWNLOAD",
+        "fetch MNIST's four idx files into a folder, checking their SHA-256",
+    ),
     "gradcheck": (
         "backprop.app.teach:GRADCHECK",
         "check analytic gradients against finite differences",

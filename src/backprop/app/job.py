@@ -16,7 +16,7 @@ import yaml
 from backprop.errors import DataError
 from backprop.pipeline.chain import ChainResult, input_csv, run_chain
 from backprop.pipeline.checkpoints import recorded_run_id
-from backprop.pipeline.files import atomic_write_text, file_digest
+from backprop.pipeline.files import atomic_write_text, data_digest
 from backprop.pipeline.runlog import RunLog
 from backprop.pipeline.settings import Settings
 from backprop.pipeline.stages.train import checkpoint_of
@@ -95,7 +95,7 @@ def checkpoint_file(settings: Settings) -> Path | None:
         csv = input_csv(settings)
     except DataError:
         return None  # the run reports it, as a FAILED run
-    return checkpoint_of(settings, file_digest(csv))
+    return checkpoint_of(settings, data_digest(csv))
 
 
 def _checkpoint_run(settings: Settings, store: Store) -> str | None:

@@ -23,9 +23,9 @@ from backprop.app.command import Command
 from backprop.app.job import run_job
 from backprop.errors import DataError, ModelFileError, TrackingError
 from backprop.pipeline.chain import input_csv
-from backprop.pipeline.files import file_digest
+from backprop.pipeline.files import data_digest
 from backprop.pipeline.project import OUTPUTS, git_state, new_folder
-from backprop.pipeline.settings import Settings, read_params
+from backprop.pipeline.settings import BUILT_IN_DATA, Settings, read_params
 from backprop.tracking.store import Store
 from backprop.tracking.tracker import rounded
 
@@ -70,14 +70,16 @@ def reproduce(run_id: str, store: Store | None = None, progress: bool = True) ->
             )
         params = read_params(logged)
     settings = Settings.from_params(params, f"the config logged by run {run_id}")
-    if settings.data.name != "digits" and not Path(settings.data.path).is_absolute():
+    if settings.data.name not in BUILT_IN_DATA and not Path(settings.data.path).is_absolute():
         # as DVC ran it: from the project root
-        data = dataclasses.replace(settings.data, path=str(root / settings.data.path))
+        path = str(root / settings.data.path)
+        dir_ = path if settings.data.dir == settings.data.path else settings.data.dir
+        data = dataclasses.replace(settings.data, path=path, dir=dir_)
         settings = dataclasses.replace(settings, data=data)
 
     csv = input_csv(settings)
     expected = tags.get("dataset_digest")
-    digest = file_digest(csv)
+    digest = data_digest(csv)
     if expected and digest != expected:
         raise DataError(
             f"{csv}: its SHA-256 {digest[:12]}... is not that of the data run {run_id} was "

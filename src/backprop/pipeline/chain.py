@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from backprop.errors import DataError
-from backprop.pipeline.files import exclusive_lock, file_digest
+from backprop.pipeline.files import data_digest, exclusive_lock
 from backprop.pipeline.project import cache_dir
 from backprop.pipeline.registry import BY_NAME, STAGES, Stage, resolve, stage_key
 from backprop.pipeline.runlog import NO_LOG, RunLog
-from backprop.pipeline.settings import Settings
+from backprop.pipeline.settings import IDX, Settings
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _run(
     inputs = _inputs(stage, settings, paths)
     if stage.shared:
         csv = inputs.get("csv")
-        key = stage_key(stage.name, settings, file_digest(csv) if csv else "")
+        key = stage_key(stage.name, settings, data_digest(csv) if csv else "")
         folder = cache / stage.name / key
         outputs = {p.name: folder / Path(p.path).name for p in stage.outputs}
         with exclusive_lock(cache / stage.name / f"{key}.lock"):
@@ -97,7 +97,8 @@ def _inputs(stage: Stage, settings: Settings, paths: dict[str, Path]) -> dict[st
     for port in stage.inputs:
         path = paths.get(port.name) or Path(resolve(port.path, settings))
         if not path.exists():
-            raise DataError(f"{path}: file not found; check data.path")
+            key = "data.dir" if settings.data.name == IDX else "data.path"
+            raise DataError(f"{path}: not found; check {key}")
         inputs[port.name] = path
     return inputs
 

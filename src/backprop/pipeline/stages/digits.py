@@ -25,22 +25,27 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Written:
     path: Path
+    what: str = "scikit-learn's handwritten digits (1797 rows, 8 x 8)"
 
     @property
     def summary(self) -> str:
-        return f"wrote scikit-learn's handwritten digits (1797 rows, 64 features) to {self.path}"
+        return f"wrote {self.what} to {self.path}"
+
+
+def csv_bytes(labels: np.ndarray, pixels: np.ndarray) -> bytes:
+    """Whole-number ``labels`` (n,) and ``pixels`` (n, k) in the article's layout."""
+    table = np.column_stack([labels.astype(np.int64), pixels.astype(np.int64)])
+    header = ",".join(["label"] + [f"pixel{i}" for i in range(pixels.shape[1])])
+    out = io.StringIO()
+    np.savetxt(out, table, fmt="%d", delimiter=",", header=header, comments="")
+    return out.getvalue().encode("ascii")
 
 
 def digits_csv_bytes() -> bytes:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    pixels = digits.data.astype(np.int64)  # whole numbers 0..16 stored as floats
-    table = np.column_stack([digits.target.astype(np.int64), pixels])
-    header = ",".join(["label"] + [f"pixel{i}" for i in range(pixels.shape[1])])
-    out = io.StringIO()
-    np.savetxt(out, table, fmt="%d", delimiter=",", header=header, comments="")
-    return out.getvalue().encode("ascii")
+    return csv_bytes(digits.target, digits.data)  # whole numbers 0..16 stored as floats
 
 
 def write_digits(path: str | os.PathLike) -> Path:
