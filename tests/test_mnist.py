@@ -250,6 +250,22 @@ def test_the_hydra_app_and_dvc_train_on_idx_files_to_the_same_weights(tmp_path, 
     )
     metrics = json.loads((root / "data/reports/metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5  # real digits, 3 epochs: learning, not chance
+    from helpers import mlflow_client
+
+    client = mlflow_client(root)
+    runs = client.search_runs([client.get_experiment_by_name("backprop").experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.tags["dataset_published"] == "false"
+        assert (
+            run.data.tags["dataset_digest"]
+            == hashlib.sha256(
+                "".join(
+                    f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                    for p in sorted(folder.iterdir())
+                ).encode()
+            ).hexdigest()
+        )
     gone = subprocess.run(
         ["backprop-experiment", "data=mnist_idx", f"data.dir={tmp_path}/nowhere"],
         cwd=root, env=venv_env(), capture_output=True, text=True,

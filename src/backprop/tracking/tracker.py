@@ -160,6 +160,9 @@ class Tracker:
         tags = {**git_state(self.store.root), "stage": "train"}
         if source is not None:
             tags["dataset_digest"] = source["sha256"]
+            if "files" in source:  # MNIST's idx files: are they the published ones?
+                published = all(f["published"] for f in source["files"])
+                tags["dataset_published"] = str(published).lower()
             _log_dataset(client, self.run_id, source)
         for key, value in tags.items():
             client.set_tag(self.run_id, key, value)
