@@ -272,5 +272,5 @@ def test_the_hydra_app_and_dvc_train_on_idx_files_to_the_same_weights(tmp_path, 
     )  # fmt: skip
     assert gone.returncode == 2
     assert gone.stderr.strip() == (
-        f"backprop-experiment: error: {tmp_path}/nowhere: not found; check data.dir"
+        f"backprop-experiment: error: {tmp_path}/nowhere: folder not found; check data.dir"
     )

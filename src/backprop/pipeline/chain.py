@@ -97,8 +97,9 @@ def _inputs(stage: Stage, settings: Settings, paths: dict[str, Path]) -> dict[st
     for port in stage.inputs:
         path = paths.get(port.name) or Path(resolve(port.path, settings))
         if not path.exists():
-            key = "data.dir" if settings.data.name == IDX else "data.path"
-            raise DataError(f"{path}: not found; check {key}")
+            if settings.data.name == IDX:
+                raise DataError(f"{path}: folder not found; check data.dir")
+            raise DataError(f"{path}: file not found; check data.path")
         inputs[port.name] = path
     return inputs
 
