@@ -109,6 +109,8 @@ def _break(paths, role, how):
         plain = plain[:-100]
     elif how == "extra":
         plain = plain + b"\0" * 7
+    elif how == "bomb":  # a small .gz that unpacks to far more than its header announces
+        plain = plain + bytes(64 << 20)
     elif how == "magic":
         plain = (2049).to_bytes(4, "big") + plain[4:]
     elif how == "size":
@@ -134,6 +136,8 @@ def _break(paths, role, how):
         ("train_images", "truncate", r"header says 800 images of 28 x 28 \(627216 bytes\), the "
          r"file holds 627116 bytes: truncated; download it again"),
         ("test_images", "extra", "bytes after the last item"),
+        ("train_images", "bomb", r"\(627216 bytes\), the file holds more than 627216 bytes: "
+         "bytes after the last item"),
         ("train_images", "magic", r"magic number 2049 \(an idx labels file: are two files "
          r"swapped\?\), not 2051"),
         ("train_images", "size", "images of 32 x 32 pixels; MNIST's are 28 x 28"),
@@ -204,12 +208,39 @@ def test_preprocess_keeps_mnists_test_set_and_stratifies_validation_without_a_cs
     ] + [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
          if "t10k" in p.name]  # fmt: skip
     assert all(f["published"] is False for f in source["files"])
-    # the same folder, the same bytes
+    # the same files, the same bytes and digest, whatever else lands in the folder
+    (folder / "README.txt").write_text("notes")
+    preprocess(settings, csv=folder, prepared=folder / "prepared inside")
+    inside = json.loads((folder / "prepared inside" / "source.json").read_text())
+    assert inside["sha256"] == source["sha256"]
     preprocess(settings, csv=folder, prepared=tmp_path / "again")
     for name in ("train.npz", "val.npz", "test.npz"):
         assert (tmp_path / "again" / name).read_bytes() == (
             tmp_path / "prepared" / name
         ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([3] * 800, "every training label is 3; classification needs at least 2 classes"),
+        ([1] * 799 + [2], "class 2 has 1 row; a stratified split into train/validation needs"),
+    ],
+)
+def test_training_labels_that_cannot_be_split_name_the_labels_file(
+    tmp_path, digits5k, labels, message
+):
+    X, y = digits5k
+    paths = write_idx_folder(tmp_path / "mnist", digits5k)
+    paths["train_labels"].write_bytes(
+        gzip.compress(idx_bytes(labels=np.array(labels, np.uint8)), mtime=0)
+    )
+    paths["test_labels"].write_bytes(idx_bytes(labels=np.array([labels[-1]] * 200, np.uint8)))
+    with pytest.raises(DataError, match=message) as err:
+        preprocess(idx_settings(tmp_path / "mnist"), csv=tmp_path / "mnist",
+                   prepared=tmp_path / "prepared")  # fmt: skip
+    assert str(err.value).startswith(f"{paths['train_labels']}: ")
+    assert not (tmp_path / "prepared").exists()
 
 
 def test_data_path_must_follow_data_dir(tmp_path):
@@ -261,8 +292,13 @@ def test_the_hydra_app_and_dvc_train_on_idx_files_to_the_same_weights(tmp_path, 
             run.data.tags["dataset_digest"]
             == hashlib.sha256(
                 "".join(
-                    f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
-                    for p in sorted(folder.iterdir())
+                    f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n"
+                    for n in (
+                        "train-images-idx3-ubyte.gz",
+                        "train-labels-idx1-ubyte.gz",
+                        "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte",
+                    )
                 ).encode()
             ).hexdigest()
         )

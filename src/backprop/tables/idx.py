@@ -21,6 +21,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -117,22 +118,66 @@ def _shell(path: Path) -> str:
     return f"'{text}'" if any(c in text for c in " \t'\"$()&;|<>*?") else text
 
 
-def _file_bytes(path: Path) -> tuple[bytes, str]:
-    """The decompressed contents of ``path`` and the SHA-256 of its bytes on disk."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     except OSError as err:
         raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    if raw[:2] != GZIP_MAGIC:
-        return raw, digest
+    return digest.hexdigest()
+
+
+def _damaged(path: Path, err: BaseException) -> DataError:
+    return DataError(
+        f"{path}: a damaged gzip file ({err}); download it again "
+        "(`backprop mnist-download` checks what it fetches)"
+    )
+
+
+def _read_at_most(stream: BinaryIO, size: int) -> bytearray:
+    """Up to ``size`` bytes, in blocks: never more memory than what the file holds."""
+    out = bytearray()
+    while len(out) < size:
+        block = stream.read(min(size - len(out), 1 << 24))
+        if not block:
+            break
+        out += block
+    return out
+
+
+def _read_idx(path: Path, magic: int, dims: int) -> tuple[tuple[int, ...], bytearray, str]:
+    """The header's dimensions, the items' bytes and the SHA-256 of the file on disk.  Only
+    as many bytes as the header announces (and one more, to tell extra bytes) are ever
+    decompressed: a file whose gzip stream unpacks to far more is refused, not unpacked."""
+    digest = _sha256(path)
+    zipped = False
     try:
-        return gzip.decompress(raw), digest
-    except (OSError, EOFError, zlib.error) as err:
+        with open(path, "rb") as raw:
+            zipped = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if zipped else raw  # type: ignore[assignment]
+            head = _read_at_most(stream, 4 + 4 * dims)
+            shape = _header(path, bytes(head), magic, dims)
+            item = int(np.prod(shape[1:], dtype=np.int64)) if dims > 1 else 1
+            expected = shape[0] * item
+            body = _read_at_most(stream, expected + 1)
+    except OSError as err:
+        if zipped and not isinstance(err, FileNotFoundError | PermissionError):
+            raise _damaged(path, err) from None
+        raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+    except (EOFError, zlib.error) as err:
+        raise _damaged(path, err) from None
+    if len(body) != expected:
+        size = len(head) + len(body)
+        shown = f"{size} bytes" if len(body) <= expected else f"more than {size - 1} bytes"
+        kind = f"images of {SIDE} x {SIDE}" if dims == 3 else "labels"
         raise DataError(
-            f"{path}: a damaged gzip file ({err}); download it again "
-            "(`backprop mnist-download` checks what it fetches)"
-        ) from None
+            f"{path}: its header says {shape[0]} {kind} ({len(head) + expected} bytes), "
+            f"the file holds {shown}: {_shape_problem(len(body), expected)}; download it again"
+        )
+    return shape, body, digest
 
 
 def _header(path: Path, data: bytes, magic: int, dims: int) -> tuple[int, ...]:
@@ -143,14 +188,22 @@ def _header(path: Path, data: bytes, magic: int, dims: int) -> tuple[int, ...]:
             "not an MNIST idx file"
         )
     found = int.from_bytes(data[:4], "big")
+    kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
     if found != magic:
-        kinds = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
         hint = f" (an idx {kinds[found]} file: are two files swapped?)" if found in kinds else ""
         raise DataError(
             f"{path}: magic number {found}{hint}, not {magic} as an idx {kinds[magic]} file "
             "begins; not an MNIST file of this kind"
         )
-    return tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    if magic == IMAGES_MAGIC and shape[1:] != (SIDE, SIDE):
+        raise DataError(
+            f"{path}: images of {shape[1]} x {shape[2]} pixels; MNIST's are {SIDE} x {SIDE}, "
+            "which the network's 784 inputs and the figures expect"
+        )
+    if shape[0] == 0:
+        raise DataError(f"{path}: its header says it holds no {kinds[magic]}")
+    return shape
 
 
 def _shape_problem(size: int, expected: int) -> str:
@@ -159,37 +212,14 @@ def _shape_problem(size: int, expected: int) -> str:
 
 def read_images(path: Path) -> tuple[np.ndarray, str]:
     """(n, 784) uint8 pixels and the file's SHA-256."""
-    data, digest = _file_bytes(path)
-    n, rows, cols = _header(path, data, IMAGES_MAGIC, 3)
-    if (rows, cols) != (SIDE, SIDE):
-        raise DataError(
-            f"{path}: images of {rows} x {cols} pixels; MNIST's are {SIDE} x {SIDE}, which the "
-            "network's 784 inputs and the figures expect"
-        )
-    if n == 0:
-        raise DataError(f"{path}: its header says it holds no images")
-    expected = 16 + n * SIDE * SIDE
-    if len(data) != expected:
-        raise DataError(
-            f"{path}: its header says {n} images of {SIDE} x {SIDE} ({expected} bytes), the "
-            f"file holds {len(data)} bytes: {_shape_problem(len(data), expected)}; download it "
-            "again"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, SIDE * SIDE), digest
+    (n, _, _), body, digest = _read_idx(path, IMAGES_MAGIC, 3)
+    return np.frombuffer(body, dtype=np.uint8).reshape(n, SIDE * SIDE), digest
 
 
 def read_labels(path: Path) -> tuple[np.ndarray, str]:
     """(n,) uint8 labels 0-9 and the file's SHA-256."""
-    data, digest = _file_bytes(path)
-    (n,) = _header(path, data, LABELS_MAGIC, 1)
-    expected = 8 + n
-    if len(data) != expected:
-        raise DataError(
-            f"{path}: its header says {n} labels ({expected} bytes), the file holds "
-            f"{len(data)} bytes: {_shape_problem(len(data), expected)}; "
-            "download it again"
-        )
-    labels = np.frombuffer(data, dtype=np.uint8, offset=8)
+    _, body, digest = _read_idx(path, LABELS_MAGIC, 1)
+    labels = np.frombuffer(body, dtype=np.uint8)
     bad = np.flatnonzero(labels > 9)
     if bad.size:
         raise DataError(
@@ -197,6 +227,17 @@ def read_labels(path: Path) -> tuple[np.ndarray, str]:
             f"({bad.size} such); not MNIST's labels"
         )
     return labels, digest
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 naming the four files ``read_mnist_folder`` reads: of each one's name and
+    SHA-256, in role order.  Other files in the folder do not count."""
+    folder = Path(folder)
+    lines = []
+    for role in MNIST_FILES:
+        path = find_mnist_file(folder, role)
+        lines.append(f"{_sha256(path)}  {path.name}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def read_mnist_folder(folder: str | os.PathLike) -> MnistArrays:

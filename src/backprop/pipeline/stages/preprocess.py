@@ -69,8 +69,14 @@ def prepare(
 def prepare_mnist(mnist: MnistArrays, config: PreprocessConfig) -> Prepared:
     """MNIST's arrays split and scaled: validation carved from its training set
     (stratified, ``val_fraction`` of it), its test set whole; ``test_fraction`` unused."""
+    labels_file = mnist.files[1].path
     classes_found, y_train = np.unique(mnist.train_labels, return_inverse=True)
     classes = [int(c) for c in classes_found]
+    if len(classes) < 2:
+        raise DataError(
+            f"{labels_file}: every training label is {classes[0]}; classification needs at "
+            "least 2 classes: not MNIST's labels"
+        )
     unseen = np.setdiff1d(mnist.test_labels, classes_found)
     if unseen.size:
         raise DataError(
@@ -78,7 +84,10 @@ def prepare_mnist(mnist: MnistArrays, config: PreprocessConfig) -> Prepared:
             "the training set, which the network could not learn; not MNIST's labels"
         )
     y_test = np.searchsorted(classes_found, mnist.test_labels)
-    split = stratified_split(y_train.astype(np.int64), config, classes, test_fraction=0.0)
+    try:
+        split = stratified_split(y_train.astype(np.int64), config, classes, test_fraction=0.0)
+    except DataError as err:
+        raise DataError(f"{labels_file}: {err}") from None
     parts = {"train": split.train, "val": split.val}
     X = {name: mnist.train_images[idx].astype(np.float32) for name, idx in parts.items()}
     X["test"] = mnist.test_images.astype(np.float32)
