@@ -60,7 +60,8 @@ def _corrupt(data: bytes) -> bytes:
 class Mirror:
     """A folder URL on 127.0.0.1 serving ``files``; ``plan[name]`` lists what the next
     requests for ``name`` get (``serve``, ``404``, ``500``, ``truncate``, ``html``,
-    ``corrupt``, ``close``, ``hang``), then each is served; ``hits`` counts requests."""
+    ``corrupt``, ``close``, ``hang``, ``endless``), then each is served; ``hits`` counts
+    requests."""
 
     def __init__(self, files: dict[str, bytes], plan: dict[str, list[str]]) -> None:
         self.files, self.plan = files, {k: list(v) for k, v in plan.items()}
@@ -94,6 +95,15 @@ class Mirror:
                     body = _corrupt(body)
                 if step == "truncate":
                     return self._answer(200, body[: len(body) // 3], length=len(body))
+                if step == "endless":  # no Content-Length, bytes until the client stops
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        while not mirror.release.is_set():
+                            self.wfile.write(b"\x1f\x8b" + bytes(1 << 16))
+                    except OSError:
+                        pass
+                    return
                 self._answer(200, body)
 
             def _answer(self, status, body, kind="application/octet-stream", length=None):
@@ -308,7 +318,7 @@ def test_refused_and_timed_out_mirrors_are_named_with_their_reasons(
     assert f"{refused}{TRAIN_IMAGES}: connection refused, {attempts} attempts" in line
     assert f"{m.url}{TRAIN_IMAGES}: timed out after 0.2 s, {attempts} attempts" in line
     assert m.hits[TRAIN_IMAGES] == attempts
-    assert _temporaries(tmp_path / "d") == []
+    assert not (tmp_path / "d").exists()  # made by the command, left empty: removed
 
 
 def test_the_published_table_is_the_default(tmp_path, mirror, capsys, monkeypatch):
@@ -336,6 +346,43 @@ def test_a_folder_with_spaces_is_quoted_in_the_command_to_run(tmp_path, mirror, 
     assert last.endswith(f"-S data.dir={shlex.quote(str(folder))}")
     assert f"are in '{folder}' (" in last
     assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)
+
+
+def test_a_server_that_never_stops_sending_is_cut_off(tmp_path, mirror, sums, capsys,
+                                                      monkeypatch):  # fmt: skip
+    """No Content-Length and no end: the download stops past the most a file may be
+    (--sha256: MAX_BYTES), one line, nothing left, no retry of a server that does that."""
+    monkeypatch.setattr(mnist_download, "MAX_BYTES", 1 << 20)
+    m = mirror({TRAIN_IMAGES: ["endless"]})
+    assert _run(tmp_path / "d", m, sums=sums) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{m.url}{TRAIN_IMAGES}: sent more than 1,048,576 bytes" in line
+    assert m.hits[TRAIN_IMAGES] == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_published_file_is_cut_off_past_its_published_size(tmp_path, mirror, capsys,
+                                                             monkeypatch):  # fmt: skip
+    monkeypatch.setattr(mnist_download, "PUBLISHED_SHA256", DIGESTS)
+    monkeypatch.setattr(mnist_download, "PUBLISHED_SIZES", {TRAIN_IMAGES: 1000})
+    m = mirror({TRAIN_IMAGES: ["endless"]})
+    assert _run(tmp_path / "d", m) == 2
+    assert "sent more than 1,000 bytes where the file has 1,000" in capsys.readouterr().err
+
+
+def test_the_command_to_run_names_the_folder_from_the_projects_root(
+    tmp_path, mirror, sums, capsys, monkeypatch
+):
+    """DVC runs the stages from the project's root: run from a subfolder, the printed
+    data.dir is relative to the root, so the line works when pasted there."""
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(root / "data")
+    assert _run(Path("raw/mnist"), mirror(), sums=sums) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.endswith("run: dvc exp run -S data=mnist_idx -S data.dir=data/raw/mnist")
+    assert sorted(p.name for p in (root / "data/raw/mnist").iterdir()) == sorted(NAMES)
 
 
 def test_dir_that_is_a_file_is_one_line(tmp_path, mirror, sums, capsys):
@@ -394,7 +441,7 @@ def test_ctrl_c_mid_download_leaves_no_temporary(tmp_path, mirror, sums, capsys,
     assert _run(tmp_path / "d", m, sums=sums) == 130
     assert "interrupted by SIGINT" in capsys.readouterr().err
     assert m.hits[TRAIN_IMAGES] == 1  # it was inside the download
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()
 
 
 def test_the_command_exits_2_with_one_line(tmp_path, mirror, sums):
@@ -408,4 +455,4 @@ def test_the_command_exits_2_with_one_line(tmp_path, mirror, sums):
     line = _one_line(result.stderr)
     assert TRAIN_IMAGES in line and DIGESTS[TRAIN_IMAGES][:12] in line
     assert result.stdout == ""
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()

@@ -40,6 +40,7 @@ from backprop.pipeline.files import (
     remove_stale_temporaries,
     writing,
 )
+from backprop.pipeline.project import project_root
 from backprop.tables.idx import (
     GZIP_MAGIC,
     MNIST_FILES,
@@ -61,6 +62,9 @@ TIMEOUT = 30.0  # seconds to connect, and between two reads of the body
 ATTEMPTS = 3  # per mirror, for a failure that may pass (a reset, a timeout, HTTP 5xx)
 BACKOFF = 1.0  # seconds before the second attempt, doubling after
 CHUNK = 1 << 16
+# The most a file may be when its size is not known (a --sha256 mirror): MNIST's largest
+# .gz is 9.9 MB, its largest file unzipped 47 MB.
+MAX_BYTES = 64 << 20
 USER_AGENT = f"backprop/{__version__} mnist-download (Python urllib)"
 WHAT = "MNIST files"
 TODO = (
@@ -188,7 +192,14 @@ def _good_copy(path: Path, role: str, expected: str) -> str | None:
 
 
 def _reason(err: BaseException) -> _Failure:
-    """What went wrong, in a few words, and whether another attempt may do better."""
+    """What went wrong, in a few words on one line, and whether another attempt may do
+    better."""
+    failure = _reason_of(err)
+    failure.reason = " ".join(failure.reason.split())
+    return failure
+
+
+def _reason_of(err: BaseException) -> _Failure:
     if isinstance(err, urllib.error.HTTPError):
         transient = err.code >= 500 or err.code in (408, 429)
         return _Failure(f"HTTP {err.code} {err.reason or ''}".strip(), transient)
@@ -235,6 +246,8 @@ def _attempt(url: str, name: str, out, size_hint: int | None) -> tuple[int, str]
             err.close()  # the error page's connection
         raise _reason(err) from None
     got = 0
+    # never more than the file should be: a server that streams on and on fills no disk
+    limit = size_hint or MAX_BYTES
     with response:
         header = response.headers.get("Content-Length", "")
         length = int(header) if header.isdigit() else None
@@ -246,9 +259,15 @@ def _attempt(url: str, name: str, out, size_hint: int | None) -> tuple[int, str]
                     raise _reason(err) from None
                 if not chunk:
                     break
+                got += len(chunk)
+                if got > limit:
+                    expected = f"{size_hint:,}" if size_hint else "far fewer"
+                    raise _Failure(
+                        f"sent more than {limit:,} bytes where the file has {expected}; not "
+                        "the file asked for", False,
+                    )  # fmt: skip
                 out.write(chunk)
                 digest.update(chunk)
-                got += len(chunk)
                 bar.update(len(chunk))
     if length is not None and got != length:
         raise _Failure(f"got {got:,} bytes of {length:,}", True)
@@ -360,8 +379,27 @@ def _run(args: argparse.Namespace) -> int:
         role: _good_copy(folder / name, role, expected.digests[name])
         for role, name in NAMES.items()
     }
+    created = not folder.exists()
     if not all(present.values()):
         _prepare(folder)
+    try:
+        _fetch_all(folder, mirrors, expected, present)
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # made by this command, and nothing landed in it
+        raise
+    shown = shlex.quote(str(folder))
+    print(
+        f"MNIST's four files are in {shown} ({expected.all_match}); run: "
+        f"dvc exp run -S data=mnist_idx -S data.dir={shlex.quote(_as_dvc_sees_it(folder))}"
+    )
+    return 0
+
+
+def _fetch_all(
+    folder: Path, mirrors: list[str], expected: _Expected, present: dict[str, str | None]
+) -> None:
+    """Each file not already there, fetched and checked; a line per file."""
     for role, name in NAMES.items():
         digest = present[role]
         if digest is not None:
@@ -375,12 +413,16 @@ def _run(args: argparse.Namespace) -> int:
             )
         print(f"{name}: {size:,} bytes, sha256 {digest[:12]}, {expected.matches} ({how})")
         sys.stdout.flush()
-    shown = shlex.quote(str(folder))
-    print(
-        f"MNIST's four files are in {shown} ({expected.all_match}); run: "
-        f"dvc exp run -S data=mnist_idx -S data.dir={shown}"
-    )
-    return 0
+
+
+def _as_dvc_sees_it(folder: Path) -> str:
+    """``folder`` as data.dir must say it: DVC runs the stages from the project's root, so
+    relative to that root when inside it, else absolute."""
+    absolute = folder.resolve()
+    try:
+        return absolute.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(absolute)
 
 
 MNIST_DOWNLOAD = Command(
