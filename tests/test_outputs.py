@@ -591,3 +591,18 @@ def test_misclassified_examples_say_how_sure_the_network_was():
     png = misclassified(X, np.array([0, 1, 2, 3, 4]), np.array([1, 1, 0, 3, 0]), list(range(5)),
                         probability=np.array([0.9, 0.8, 0.3, 0.7, 0.95]))  # fmt: skip
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_misclassified_example_is_said_not_left_blank():
+    import io
+
+    import matplotlib.image
+
+    from backprop.pipeline.plots import misclassified
+
+    X = np.random.default_rng(1).random((5, 784))
+    y = np.array([0, 1, 2, 3, 4])
+    image = matplotlib.image.imread(io.BytesIO(misclassified(X, y, y, list(range(5)))))
+    h, w = image.shape[:2]
+    middle = image[h // 3 : 2 * h // 3, :, :3]
+    assert middle.min() < 0.5  # the sentence's dark text, not a white page

@@ -72,7 +72,12 @@ def training_curves(
         ax_acc.plot(epochs, val_accuracy, color="tab:green")
     if best_epoch is not None:
         for ax in (ax_loss, ax_acc):
-            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+            ax.axvline(
+                best_epoch,
+                color="grey",
+                linestyle=":",
+                label=f"kept: epoch {best_epoch} (lowest validation loss)",
+            )
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
     # Labelled ticks at 1-2-5 steps and no minor ticks: a log axis's dozens of minor
     # ticks cost a fifth of the figure's time.
@@ -228,6 +233,9 @@ def misclassified(
             r, c = divmod(k, cols)
             ax.text(c * (side + pad) + side / 2, r * (side + pad) + side - 0.3, label,
                     ha="center", va="top", fontsize=7)  # fmt: skip
+    else:
+        ax.text(0.5, 0.5, f"every one of the {len(y_true)} test examples is classified right",
+                ha="center", va="center", fontsize=10, transform=ax.transAxes)  # fmt: skip
     _margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.45)
     return _png(fig)
 
