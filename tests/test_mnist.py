@@ -250,6 +250,18 @@ def test_data_path_must_follow_data_dir(tmp_path):
         Settings.from_params({"data": {"name": "mnist_idx", "dir": "a", "path": "b"}}, "test")
 
 
+def test_a_tilde_is_refused_with_the_full_path_to_give():
+    import os
+
+    from backprop.errors import ConfigError
+
+    home = os.path.expanduser("~")
+    with pytest.raises(ConfigError, match=f"got ~/mnist; give it in full: {home}/mnist"):
+        Settings.from_params(
+            {"data": {"name": "mnist_idx", "dir": "~/mnist", "path": "~/mnist"}}, "test"
+        )
+
+
 def test_a_folder_given_as_a_csv_says_to_choose_mnist_idx(tmp_path):
     settings = Settings.defaults()
     with pytest.raises(DataError, match="a folder, not a CSV file.*data=mnist_idx with data.dir"):

@@ -52,6 +52,14 @@ class DataConfig:
     dir: str | None = None  # mnist_idx: the folder of the idx files (data.path follows it)
 
     def __post_init__(self) -> None:
+        for key in ("dir", "path"):
+            value = getattr(self, key)
+            if isinstance(value, str) and value.startswith("~"):
+                raise ConfigError(
+                    f"must be a path without ~, which is not expanded here (the stages get "
+                    f"it quoted), got {value}; give it in full: {os.path.expanduser(value)}",
+                    key,
+                )
         # path is conf/data/mnist_idx.yaml's ${.dir}, resolved or not (yet)
         if self.name == IDX and self.path not in (self.dir, "${.dir}"):
             raise ConfigError(
