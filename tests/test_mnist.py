@@ -243,6 +243,21 @@ def test_training_labels_that_cannot_be_split_name_the_labels_file(
     assert not (tmp_path / "prepared").exists()
 
 
+def test_a_test_label_never_seen_in_training_names_the_test_labels(tmp_path, digits5k):
+    paths = write_idx_folder(tmp_path / "mnist", digits5k)
+    paths["train_labels"].write_bytes(
+        gzip.compress(idx_bytes(labels=np.arange(800, dtype=np.uint8) % 9), mtime=0)
+    )
+    paths["test_labels"].write_bytes(idx_bytes(labels=np.full(200, 9, np.uint8)))
+    with pytest.raises(DataError) as err:
+        preprocess(idx_settings(tmp_path / "mnist"), csv=tmp_path / "mnist",
+                   prepared=tmp_path / "prepared")  # fmt: skip
+    assert str(err.value) == (
+        f"{paths['test_labels']}: label 9 is in the test set but never in the training set, "
+        "which the network could not learn; not MNIST's labels"
+    )
+
+
 def test_data_path_must_follow_data_dir(tmp_path):
     from backprop.errors import ConfigError
 

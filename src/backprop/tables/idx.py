@@ -96,6 +96,10 @@ class MnistArrays:
     def all_published(self) -> bool:
         return all(f.published for f in self.files)
 
+    def path(self, role: str) -> Path:
+        """The file read for ``role`` (``train_labels``...)."""
+        return next(f.path for f in self.files if f.role == role)
+
 
 def find_mnist_file(folder: Path, role: str) -> Path:
     """The file of ``role`` in ``folder``: ``.gz`` first, then the plain file, under the

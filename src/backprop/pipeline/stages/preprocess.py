@@ -69,7 +69,7 @@ def prepare(
 def prepare_mnist(mnist: MnistArrays, config: PreprocessConfig) -> Prepared:
     """MNIST's arrays split and scaled: validation carved from its training set
     (stratified, ``val_fraction`` of it), its test set whole; ``test_fraction`` unused."""
-    labels_file = mnist.files[1].path
+    labels_file = mnist.path("train_labels")
     classes_found, y_train = np.unique(mnist.train_labels, return_inverse=True)
     classes = [int(c) for c in classes_found]
     if len(classes) < 2:
@@ -80,7 +80,7 @@ def prepare_mnist(mnist: MnistArrays, config: PreprocessConfig) -> Prepared:
     unseen = np.setdiff1d(mnist.test_labels, classes_found)
     if unseen.size:
         raise DataError(
-            f"{mnist.files[3].path}: label {int(unseen[0])} is in the test set but never in "
+            f"{mnist.path('test_labels')}: label {int(unseen[0])} is in the test set but never in "
             "the training set, which the network could not learn; not MNIST's labels"
         )
     y_test = np.searchsorted(classes_found, mnist.test_labels)
