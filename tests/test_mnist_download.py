@@ -456,3 +456,36 @@ def test_the_command_exits_2_with_one_line(tmp_path, mirror, sums):
     assert TRAIN_IMAGES in line and DIGESTS[TRAIN_IMAGES][:12] in line
     assert result.stdout == ""
     assert not (tmp_path / "d").exists()
+
+
+def test_files_right_one_by_one_but_not_a_pair_are_named(tmp_path, mirror, capsys):
+    """A --sha256 mirror whose training labels are fewer than its images: each file checks
+    out against its digest, the folder is not one MNIST, and the command says so."""
+    files = {**FILES, TRAIN_LABELS: gzip.compress(idx_bytes(labels=np.arange(40) % 10), mtime=0)}
+    sums = tmp_path / "SUMS"
+    sums.write_text("".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in files.items()))
+    assert _run(tmp_path / "d", mirror(files=files), sums=sums) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"the four files in {tmp_path / 'd'} each match their digest (in {sums})" in line
+    assert "40 labels for the 50 images" in line
+
+
+def test_a_file_another_download_just_wrote_is_checked_not_fetched_again(
+    tmp_path, mirror, sums, capsys, monkeypatch
+):
+    """Two downloads into one DIR: a file that appeared since the start is checked, kept,
+    and not called a replaced copy."""
+    folder = tmp_path / "d"
+    real = mnist_download._prepare
+
+    def meanwhile(path):
+        real(path)
+        (path / TRAIN_IMAGES).write_bytes(FILES[TRAIN_IMAGES])  # the other download's
+
+    monkeypatch.setattr(mnist_download, "_prepare", meanwhile)
+    m = mirror()
+    assert _run(folder, m, sums=sums) == 0
+    out = capsys.readouterr().out
+    assert f"{TRAIN_IMAGES}: {len(FILES[TRAIN_IMAGES]):,} bytes" in out
+    assert "already there, checked" in out and "replacing" not in out
+    assert m.hits[TRAIN_IMAGES] == 0 and m.hits[TRAIN_LABELS] == 1

@@ -48,6 +48,7 @@ from backprop.tables.idx import (
     PUBLISHED_SIZES,
     read_images,
     read_labels,
+    read_mnist_folder,
 )
 
 # Both serve the bytes published on yann.lecun.com/exdb/mnist (torchvision's and
@@ -388,6 +389,13 @@ def _run(args: argparse.Namespace) -> int:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # made by this command, and nothing landed in it
         raise
+    try:  # each file is right on its own; together, images and labels must pair up
+        read_mnist_folder(folder)
+    except DataError as err:
+        raise DataError(
+            f"the four files in {folder} each match their digest ({expected.described}) but "
+            f"are not one MNIST: {err}"
+        ) from None
     shown = shlex.quote(str(folder))
     print(
         f"MNIST's four files are in {shown} ({expected.all_match}); run: "
@@ -402,6 +410,8 @@ def _fetch_all(
     """Each file not already there, fetched and checked; a line per file."""
     for role, name in NAMES.items():
         digest = present[role]
+        if digest is None and (folder / name).exists():  # another download's, since?
+            digest = _good_copy(folder / name, role, expected.digests[name])
         if digest is not None:
             size = (folder / name).stat().st_size
             how = "already there, checked"
