@@ -19,6 +19,16 @@ sys.path.insert(0, str(BENCH.parent))
 from interleave import interleave  # noqa: E402
 
 
+def smoke_report(script: str, *args: str) -> dict:
+    """The JSON figures of ``benchmarks/<script> --smoke --json [args]``, which must succeed."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH.parent / script), "--smoke", "--json", *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def assert_interleaved(compared: dict, ratio: float, spread: dict, rounds: int) -> None:
     """One time of each per round, alternating which ran first, and the median ratio."""
     a, b = compared["names"]
@@ -64,11 +74,7 @@ def test_interleave_times_a_callable_that_returns_nothing():
 
 
 def test_bench_epoch_smoke_reports_every_figure(torch):
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_epoch.py")
     assert report["epochs"] == 4 and report["rounds"] == 3
     for key in (
         "seconds_per_epoch",
@@ -96,15 +102,8 @@ def test_bench_epoch_smoke_reports_every_figure(torch):
 
 
 def test_bench_preprocess_smoke_reports_every_figure(tmp_path):
-    bench = BENCH.parent / "bench_preprocess.py"
     csv = tmp_path / "synthetic.csv"
-    result = subprocess.run(
-        [sys.executable, str(bench), "--smoke", "--json", "--csv", str(csv)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_preprocess.py", "--csv", str(csv))
     assert report["rows"] == 2000
     assert csv.read_text().count("\n") == 2001
     for key in ("seconds", "pandas_read_seconds", "ratio_vs_pandas_read", "peak_rss_mb"):
@@ -115,12 +114,7 @@ def test_bench_preprocess_smoke_reports_every_figure(tmp_path):
 
 
 def test_bench_predict_smoke_reports_every_figure():
-    bench = BENCH.parent / "bench_predict.py"
-    result = subprocess.run(
-        [sys.executable, str(bench), "--smoke", "--json"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_predict.py")
     assert report["rows"] == 2000
     for key in ("seconds", "pandas_read_seconds", "peak_rss_mb", "pandas_peak_rss_mb"):
         assert report[key] > 0, key
@@ -132,12 +126,7 @@ def test_bench_predict_smoke_reports_every_figure():
 
 @pytest.mark.slow
 def test_bench_sweep_smoke_interleaves_the_launchers():
-    bench = BENCH.parent / "bench_sweep.py"
-    result = subprocess.run(
-        [sys.executable, str(bench), "--smoke", "--json"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_sweep.py")
     assert report["jobs"] == 2 and report["rounds"] == 2
     compared = report["interleaved"]
     assert compared["names"] == ["sequential", "parallel"]

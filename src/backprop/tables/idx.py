@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import os
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -95,6 +96,11 @@ class MnistArrays:
     @property
     def all_published(self) -> bool:
         return all(f.published for f in self.files)
+
+    @property
+    def digest(self) -> str:
+        """:func:`folder_digest` of the folder read, from the digests taken reading it."""
+        return _digest_of((f.sha256, f.path) for f in self.files)
 
     def path(self, role: str) -> Path:
         """The file read for ``role`` (``train_labels``...)."""
@@ -233,15 +239,17 @@ def read_labels(path: Path) -> tuple[np.ndarray, str]:
     return labels, digest
 
 
+def _digest_of(files: Iterable[tuple[str, Path]]) -> str:
+    """SHA-256 of ``(sha256, path)`` pairs in role order, as ``sha256sum`` lines."""
+    lines = "".join(f"{digest}  {path.name}\n" for digest, path in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def folder_digest(folder: str | os.PathLike) -> str:
     """SHA-256 naming the four files ``read_mnist_folder`` reads: of each one's name and
     SHA-256, in role order.  Other files in the folder do not count."""
-    folder = Path(folder)
-    lines = []
-    for role in MNIST_FILES:
-        path = find_mnist_file(folder, role)
-        lines.append(f"{_sha256(path)}  {path.name}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    paths = (find_mnist_file(Path(folder), role) for role in MNIST_FILES)
+    return _digest_of((_sha256(path), path) for path in paths)
 
 
 def read_mnist_folder(folder: str | os.PathLike) -> MnistArrays:

@@ -138,7 +138,7 @@ def preprocess(
     if data.name == IDX:
         mnist = read_mnist_folder(csv)
         result = prepare_mnist(mnist, settings.preprocess)
-        digest = data_digest(csv)
+        digest = mnist.digest  # data_digest(csv), without reading the files again
         files = [f.record() for f in mnist.files]
         del mnist
         published = sum(f["published"] for f in files)
